@@ -1,0 +1,339 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const long = 20 * time.Second // a deadline for things that take milliseconds
+
+// Every catchable signal except the ones drainit keeps reaches the app;
+// SIGURG and SIGCHLD do not.
+func TestForwardsSignals(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15", "GODEBUG=asyncpreemptoff=1")}, "--", selfBin)
+		p.waitLine(`^ready`, long)
+		for s := syscall.Signal(1); s < 32; s++ {
+			switch s {
+			case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG,
+				syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPROF,
+				syscall.SIGTERM, syscall.SIGINT:
+				continue
+			}
+			p.signal(s)
+			p.waitLine(fmt.Sprintf(`^signal %d$`, s), long)
+		}
+		for _, s := range []syscall.Signal{syscall.SIGURG, syscall.SIGCHLD, syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU} {
+			p.signal(s)
+		}
+		p.signal(syscall.SIGWINCH) // a sentinel: it is forwarded after the rest were handled
+		p.waitLine(`signal kept signal=PIPE`, long)
+		p.waitLine(`^signal 28$`, long)
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(long); code != 0 {
+			t.Fatalf("exit code %d, want 0", code)
+		}
+		for _, s := range []syscall.Signal{syscall.SIGURG, syscall.SIGCHLD, syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU} {
+			if regexp.MustCompile(fmt.Sprintf(`(?m)^signal %d$`, s)).MatchString(p.transcript()) {
+				t.Errorf("signal %d reached the app", s)
+			}
+		}
+	})
+}
+
+func TestExitCodes(t *testing.T) {
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		want int
+	}{
+		{"exit0", helper("exit"), []string{selfBin, "0"}, 0},
+		{"exit1", helper("exit"), []string{selfBin, "1"}, 1},
+		{"exit3", helper("exit"), []string{selfBin, "3"}, 3},
+		{"exit42", helper("exit"), []string{selfBin, "42"}, 42},
+		{"exit255", helper("exit"), []string{selfBin, "255"}, 255},
+		{"TERM", nil, []string{"sh", "-c", "kill -TERM $$"}, 143},
+		{"HUP", nil, []string{"sh", "-c", "kill -HUP $$"}, 129},
+		{"QUIT", nil, []string{"sh", "-c", "kill -QUIT $$"}, 131},
+		{"KILL", nil, []string{"sh", "-c", "kill -KILL $$"}, 137},
+		{"USR1", nil, []string{"sh", "-c", "kill -USR1 $$"}, 138},
+		{"notfound", nil, []string{"no-such-command-drainit"}, 127},
+		{"notfoundpath", nil, []string{"/no/such/file"}, 127},
+		{"notexecutable", nil, []string{"/etc/hostname"}, 126},
+	}
+	forEachMode(t, func(t *testing.T, m mode) {
+		for _, c := range cases {
+			p := start(t, m, opts{env: c.env}, append([]string{"--"}, c.args...)...)
+			if got := p.wait(long); got != c.want {
+				t.Errorf("%s: exit code %d, want %d\n%s", c.name, got, c.want, p.transcript())
+			}
+		}
+	})
+}
+
+// Orphans are reaped: none is left a zombie.
+func TestReapsOrphans(t *testing.T) {
+	const n = 200
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do sh -c 'true &'; i=$((i+1)); done; echo spawned; exec "$0"`, n)
+	forEachMode(t, func(t *testing.T, m mode) {
+		p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--", "sh", "-c", script, selfBin)
+		p.waitLine(`^spawned`, long)
+		p.waitLine(`^ready`, long)
+		eventually(t, long, "no child but the app", func() bool { return len(children(p.pid)) == 1 })
+		reaped := strings.Count(p.transcript(), "debug: reaped pid=")
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(long); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+		if reaped < n {
+			t.Fatalf("reaped %d orphans, want at least %d", reaped, n)
+		}
+	})
+}
+
+// Kubernetes or a person may send SIGTERM again: a Go PID 1 whose handler
+// was released would die with status 2 on the second one.
+func TestRepeatedTerm(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		p := start(t, m, opts{env: helper("signals")}, "--grace", "5s", "--stop-timeout", "2s", "--", selfBin)
+		p.waitLine(`^ready`, long)
+		p.signal(syscall.SIGTERM)
+		p.waitLine(`^signal 15$`, long)
+		p.signal(syscall.SIGTERM)
+		p.waitLine(`already stopping: ignoring SIGTERM`, long)
+		p.signal(syscall.SIGTERM)
+		p.waitLine(`already stopping: ignoring SIGTERM`, long)
+		if st := children(p.pid); len(st) != 1 {
+			t.Fatalf("drainit's children: %v", st)
+		}
+		// The app ignores its stop signal: SIGKILL at --stop-timeout.
+		p.waitLine(`did not stop in time: sending SIGKILL`, long)
+		if code := p.wait(long); code != 137 {
+			t.Fatalf("exit code %d, want 137", code)
+		}
+	})
+}
+
+// As a subreaper, an orphan's new parent is drainit.
+func TestSubreaperAdoptsOrphans(t *testing.T) {
+	for _, group := range []bool{false, true} {
+		m := mode{pid1: false, group: group}
+		t.Run(m.String(), func(t *testing.T) {
+			p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--", "sh", "-c", `sh -c 'sleep 1000 & echo orphan=$!'; exec "$0"`, selfBin)
+			orphan, _ := strconv.Atoi(p.waitLine(`^orphan=(\d+)`, long)[1])
+			p.waitLine(`^ready`, long)
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphan))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+			if f[1] != strconv.Itoa(p.pid) {
+				t.Fatalf("orphan's parent is %s, want drainit %d", f[1], p.pid)
+			}
+			p.signal(syscall.SIGTERM)
+			if code := p.wait(long); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			if err := syscall.Kill(orphan, 0); err == nil {
+				t.Fatalf("orphan %d still alive", orphan)
+			}
+		})
+	}
+}
+
+func TestStdioPassesThrough(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		p := start(t, m, opts{stdin: strings.NewReader("hello through drainit\n")}, "--", "cat")
+		p.waitLine(`^hello through drainit$`, long)
+		if code := p.wait(long); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+	})
+}
+
+// The app exits and leaves a stray behind: drainit ends it and exits with
+// the app's code instead of waiting for it.
+func TestEndsStrays(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		p := start(t, m, opts{}, "--grace", "5s", "--stop-timeout", "2s", "--", "sh", "-c", `sleep 1000 & exit 7`)
+		p.waitLine(`ending the processes the app left behind count=1`, long)
+		if code := p.wait(long); code != 7 {
+			t.Fatalf("exit code %d, want 7", code)
+		}
+	})
+}
+
+// A stray that ignores TERM is killed when --stop-timeout has passed.
+func TestKillsStubbornStrays(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		fifo := t.TempDir() + "/ready"
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The app waits until the stray ignores TERM, then exits.
+		script := `"$0" sleep 1000 > "$1" & read line < "$1"; echo "$line"; exit 3`
+		p := start(t, m, opts{env: helper("ignterm")}, "--grace", "5s", "--stop-timeout", "1s", "--", "sh", "-c", script, selfBin, fifo)
+		p.waitLine(`^ignoring TERM`, long)
+		p.waitLine(`did not stop in time: sent SIGKILL`, long)
+		if code := p.wait(long); code != 3 {
+			t.Fatalf("exit code %d, want 3", code)
+		}
+	})
+}
+
+// The app starts with the signal mask and ignored signals drainit was
+// started with, not the Go runtime's: compare with the same command run
+// without drainit.
+func TestChildDispositions(t *testing.T) {
+	want := sigLines(t, exec.Command(selfBin, "grep", "^Sig[IB]", "/proc/self/status"))
+	if !maskHas(want, "SigIgn", syscall.SIGINT) || !maskHas(want, "SigBlk", syscall.SIGUSR2) {
+		t.Fatalf("the launcher should ignore SIGINT and block SIGUSR2:\n%s", want)
+	}
+	forEachMode(t, func(t *testing.T, m mode) {
+		p := start(t, m, opts{env: helper("launch"), wrap: []string{selfBin}}, "--", "grep", "^Sig[IB]", "/proc/self/status")
+		if code := p.wait(long); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+		var got []string
+		for _, l := range strings.Split(p.transcript(), "\n") {
+			if strings.HasPrefix(l, "Sig") {
+				got = append(got, l)
+			}
+		}
+		if strings.Join(got, "\n") != want {
+			t.Fatalf("app's signal state:\n%s\nwant (as without drainit):\n%s", strings.Join(got, "\n"), want)
+		}
+	})
+}
+
+// maskHas reads a hex signal mask line like "SigIgn:\t0000000000000002".
+func maskHas(status, field string, sig syscall.Signal) bool {
+	m := regexp.MustCompile(`(?m)^` + field + `:\s*([0-9a-f]+)`).FindStringSubmatch(status)
+	if m == nil {
+		return false
+	}
+	v, _ := strconv.ParseUint(m[1], 16, 64)
+	return v&(1<<(uint(sig)-1)) != 0
+}
+
+func sigLines(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
+	cmd.Env = append(os.Environ(), helperEnv+"=launch")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Ctrl-C typed on a terminal reaches the app, which owns the terminal's
+// foreground; drainit exits with 130.
+func TestCtrlCOnTerminal(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			t.Parallel()
+			master, slave := openPTY(t)
+			argv := []string{drainitBin, "--log-level", "debug", "--", "sh", "-c", "echo ready; exec sleep 1000"}
+			if m.group {
+				argv = append([]string{drainitBin, "--group"}, argv[1:]...)
+			}
+			if m.pid1 {
+				needNamespaces(t)
+				argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc"}, argv...)
+			}
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			slave.Close()
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			lines := make(chan string, 100)
+			go func() {
+				buf := make([]byte, 4096)
+				var acc string
+				for {
+					n, err := master.Read(buf)
+					acc += string(buf[:n])
+					for {
+						i := strings.IndexByte(acc, '\n')
+						if i < 0 {
+							break
+						}
+						lines <- strings.TrimRight(acc[:i], "\r")
+						acc = acc[i+1:]
+					}
+					if err != nil {
+						close(lines)
+						return
+					}
+				}
+			}()
+			var seen []string
+			waitFor := func(s string) {
+				deadline := time.After(long)
+				for {
+					select {
+					case l, ok := <-lines:
+						if !ok {
+							t.Fatalf("terminal closed before %q:\n%s", s, strings.Join(seen, "\n"))
+						}
+						seen = append(seen, l)
+						if strings.Contains(l, s) {
+							return
+						}
+					case <-deadline:
+						t.Fatalf("no %q on the terminal:\n%s", s, strings.Join(seen, "\n"))
+					}
+				}
+			}
+			waitFor("ready")
+			if _, err := master.Write([]byte{3}); err != nil { // ^C
+				t.Fatal(err)
+			}
+			waitFor("exiting code=130")
+			err := cmd.Wait()
+			if code := cmd.ProcessState.ExitCode(); code != 130 {
+				t.Fatalf("exit code %d (%v), want 130:\n%s", code, err, strings.Join(seen, "\n"))
+			}
+			for _, l := range seen {
+				if strings.Contains(l, "signal=INT") {
+					t.Fatalf("drainit itself got the ^C: %s", l)
+				}
+			}
+		})
+	}
+}
+
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		skipOrFail(t, "no pseudo-terminals here: "+err.Error())
+	}
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Close() })
+	return master, slave
+}

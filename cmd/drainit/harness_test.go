@@ -1,0 +1,322 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	drainitBin string // built once in TestMain
+	selfBin    string // this test binary, the helper app
+)
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(helperMain(mode, os.Args[1:]))
+	}
+	dir, err := os.MkdirTemp("", "drainit-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	drainitBin = filepath.Join(dir, "drainit")
+	args := []string{"build", "-o", drainitBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building drainit:", err)
+		os.Exit(1)
+	}
+	selfBin, _ = os.Executable()
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// mode is how drainit runs: as PID 1 of a fresh PID namespace, or as a
+// plain process that makes itself a subreaper; with --group or without.
+type mode struct {
+	pid1  bool
+	group bool
+}
+
+func (m mode) String() string {
+	s := "subreaper"
+	if m.pid1 {
+		s = "pid1"
+	}
+	if m.group {
+		s += "+group"
+	}
+	return s
+}
+
+var modes = []mode{{true, false}, {true, true}, {false, false}, {false, true}}
+
+// forEachMode runs f once per mode, as a subtest.
+func forEachMode(t *testing.T, f func(t *testing.T, m mode)) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			t.Parallel()
+			f(t, m)
+		})
+	}
+}
+
+// skipOrFail skips a test that cannot run here, except under
+// DRAINIT_TEST_STRICT=1, where a skip would hide a test CI must run.
+func skipOrFail(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("DRAINIT_TEST_STRICT") == "1" {
+		t.Fatalf("cannot run (DRAINIT_TEST_STRICT=1 forbids skipping): %s", why)
+	}
+	t.Skip(why)
+}
+
+func needNamespaces(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "PID namespaces need root: run the tests as root")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		skipOrFail(t, "unshare not found: apt-get install util-linux")
+	}
+}
+
+// proc is a running drainit, its output read line by line.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	pid  int // drainit's PID as seen from the test
+	mu   sync.Mutex
+	out  []string
+	seen int // lines already matched by waitLine
+	more chan struct{}
+	done chan struct{}
+	code int
+}
+
+type opts struct {
+	env   []string
+	stdin io.Reader
+	wrap  []string // prepended to the command line, e.g. the launch helper
+}
+
+// start runs drainit in mode m with args; the helper app's mode is set by
+// the HELPER variable in o.env.
+func start(t *testing.T, m mode, o opts, args ...string) *proc {
+	t.Helper()
+	argv := []string{drainitBin, "--log-level", "debug"}
+	if m.group {
+		argv = append(argv, "--group")
+	}
+	argv = append(argv, args...)
+	if m.pid1 {
+		needNamespaces(t)
+		argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc"}, argv...)
+	}
+	argv = append(o.wrap, argv...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if p, err := exec.LookPath(argv[0]); err == nil {
+		cmd.Path = p
+	}
+	cmd.Env = append(os.Environ(), o.env...)
+	cmd.Stdin = o.stdin
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	p := &proc{t: t, cmd: cmd, more: make(chan struct{}, 1), done: make(chan struct{})}
+	go p.read(r)
+	go func() {
+		err := cmd.Wait()
+		p.code = cmd.ProcessState.ExitCode()
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && p.code < 0 {
+			p.code = 128 + int(ee.Sys().(syscall.WaitStatus).Signal())
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			if p.pid > 0 {
+				syscall.Kill(p.pid, syscall.SIGKILL)
+			}
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("output:\n%s", p.transcript())
+		}
+	})
+	p.pid = cmd.Process.Pid
+	if m.pid1 {
+		p.pid = p.childOf(cmd.Process.Pid)
+	}
+	return p
+}
+
+// childOf waits for unshare to fork and returns its child, drainit.
+func (p *proc) childOf(pid int) int {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			n, _ := strconv.Atoi(f[0])
+			return n
+		}
+		select {
+		case <-p.done:
+			return 0 // all over already: nothing to signal
+		case <-time.After(time.Millisecond):
+		}
+	}
+	p.t.Fatal("unshare did not fork drainit")
+	return 0
+}
+
+func (p *proc) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.out = append(p.out, sc.Text())
+		p.mu.Unlock()
+		select {
+		case p.more <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *proc) transcript() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.out, "\n")
+}
+
+// waitLine waits for a line matching re after the last line matched, and
+// returns its submatches.
+func (p *proc) waitLine(re string, timeout time.Duration) []string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		for i := p.seen; i < len(p.out); i++ {
+			if m := rx.FindStringSubmatch(p.out[i]); m != nil {
+				p.seen = i + 1
+				p.mu.Unlock()
+				return m
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.more:
+		case <-p.done:
+			// The reader may still hold the last lines; give it one
+			// more look after the pipe's end.
+			select {
+			case <-p.more:
+				continue
+			case <-time.After(100 * time.Millisecond):
+			}
+			p.mu.Lock()
+			found := false
+			for i := p.seen; i < len(p.out); i++ {
+				found = found || rx.MatchString(p.out[i])
+			}
+			p.mu.Unlock()
+			if !found {
+				p.t.Fatalf("drainit exited (%d) before printing a line matching %q:\n%s", p.code, re, p.transcript())
+			}
+		case <-deadline:
+			p.t.Fatalf("no line matching %q within %v:\n%s", re, timeout, p.transcript())
+		}
+	}
+}
+
+// wait waits for drainit to exit and returns its code.
+func (p *proc) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(timeout):
+		p.t.Fatalf("drainit still running after %v:\n%s", timeout, p.transcript())
+	}
+	return 0
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := syscall.Kill(p.pid, sig); err != nil {
+		p.t.Fatalf("kill %d %v: %v", p.pid, sig, err)
+	}
+}
+
+func (p *proc) has(substr string) bool {
+	return strings.Contains(p.transcript(), substr)
+}
+
+// children lists the PIDs and states of drainit's children, read from /proc.
+func children(pid int) map[int]byte {
+	out := map[int]byte{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+			out[n] = f[0][0]
+		}
+	}
+	return out
+}
+
+// eventually polls cond until it holds, failing after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+	}
+}
+
+func helper(mode string, extra ...string) []string {
+	return append([]string{helperEnv + "=" + mode}, extra...)
+}

@@ -1,0 +1,88 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as the app that drainit supervises, in the manner
+// of dumb-init's print_signals: DRAINIT_TEST_HELPER picks what it does.
+const helperEnv = "DRAINIT_TEST_HELPER"
+
+// helperMain runs instead of the tests when the binary is a helper.
+func helperMain(mode string, args []string) int {
+	switch mode {
+	case "signals":
+		return printSignals(os.Getenv("HELPER_EXIT_ON"))
+	case "exit":
+		n, _ := strconv.Atoi(args[0])
+		return n
+	case "launch":
+		return launch(args)
+	case "ignterm":
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ignoring TERM")
+		return execArgs(args)
+	}
+	fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)
+	return 99
+}
+
+// printSignals prints "ready", then "signal N" for every signal it gets.
+// It exits 0 after printing a signal named in exitOn ("15,2").
+func printSignals(exitOn string) int {
+	c := make(chan os.Signal, 64)
+	var all []os.Signal
+	for s := syscall.Signal(1); s < 32; s++ {
+		if s != syscall.SIGKILL && s != syscall.SIGSTOP {
+			all = append(all, s)
+		}
+	}
+	signal.Notify(c, all...)
+	fmt.Printf("ready pid=%d pgid=%d ppid=%d\n", os.Getpid(), unix.Getpgrp(), os.Getppid())
+	exits := map[int]bool{}
+	for _, f := range strings.Split(exitOn, ",") {
+		if n, err := strconv.Atoi(f); err == nil {
+			exits[n] = true
+		}
+	}
+	for s := range c {
+		n := int(s.(syscall.Signal))
+		fmt.Printf("signal %d\n", n)
+		if exits[n] {
+			return 0
+		}
+	}
+	return 0
+}
+
+// launch execs args with SIGINT ignored and SIGUSR2 blocked, the way a
+// shell script or a parent with its own mask would start drainit.
+func launch(args []string) int {
+	signal.Ignore(syscall.SIGINT)
+	runtime.LockOSThread()
+	var set unix.Sigset_t
+	set.Val[0] |= 1 << (uint(syscall.SIGUSR2) - 1)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 98
+	}
+	return execArgs(args)
+}
+
+func execArgs(args []string) int {
+	path, err := exec.LookPath(args[0])
+	if err == nil {
+		err = syscall.Exec(path, args, os.Environ())
+	}
+	fmt.Fprintln(os.Stderr, err)
+	return 97
+}

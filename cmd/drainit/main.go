@@ -1,0 +1,79 @@
+// Command drainit is a container init that lets background jobs finish
+// before the container stops.
+//
+//	drainit [flags] [--] COMMAND [ARG...]     run COMMAND as the app
+//	drainit wait [flags]                      block until no lock is held (a preStop hook)
+//	drainit lock [flags] PATH -- COMMAND...   run COMMAND while holding lock file PATH
+//	drainit version
+//
+// Every flag can also be set by its environment variable; a flag on the
+// command line beats its variable. Lists in variables are ':'-separated.
+// Durations take Go syntax (90s, 5m) or plain seconds (300).
+//
+//	DRAINIT_LOCK          --lock GLOB       lock file pattern, repeatable (none)
+//	DRAINIT_GRACE         --grace DUR       budget from the first stop signal to drainit's exit (30s);
+//	                                        set it to terminationGracePeriodSeconds
+//	DRAINIT_STOP_TIMEOUT  --stop-timeout DUR time the app gets between its stop signal and SIGKILL (10s)
+//	DRAINIT_DRAIN_ON      --drain-on SIGS   signals that start the drain (TERM,INT)
+//	DRAINIT_STOP_SIGNAL   --stop-signal SIG what the app gets when the drain ends (the signal that started it)
+//	DRAINIT_QUIET_SIGNAL  --quiet-signal SIG sent to the app when the drain starts (none)
+//	DRAINIT_MARKER        --marker PATH     file created when the drain starts (none)
+//	DRAINIT_DELAY         --delay DUR       least time between the stop signal and forwarding (0)
+//	DRAINIT_GROUP         --group           signal the app's whole process group (off)
+//	DRAINIT_POLL          --poll DUR        rescan interval while draining (1s)
+//	DRAINIT_STALE_PID     --stale-pid       a lock naming a dead PID is released (off)
+//	DRAINIT_LOG_FORMAT    --log-format F    text or json (text)
+//	DRAINIT_LOG_LEVEL     --log-level L     debug, info, warn or error (info)
+//
+// Exit codes: the app's own; 128+N when the app was killed by signal N; 127
+// when COMMAND is not found, 126 when it cannot be executed; 2 for bad flags,
+// variables or arguments.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/drainit/drainit/signals"
+	"github.com/drainit/drainit/supervisor"
+)
+
+func main() {
+	// First, before anything can go wrong: a Go PID 1 without a handler
+	// for SIGTERM dies with status 2 when it gets one.
+	caught := signals.Catch()
+	os.Exit(dispatch(os.Args[1:], caught))
+}
+
+func dispatch(args []string, caught *signals.Caught) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Println("drainit", buildVersion())
+			return 0
+		case "wait":
+			return runWait(args[1:], caught)
+		case "lock":
+			return runLock(args[1:], caught)
+		}
+	}
+	cfg, log, err := parseSupervise(args, os.Getenv)
+	if err != nil {
+		return fail(err, superviseUsage)
+	}
+	cfg.Signals = caught
+	cfg.Log = log
+	return supervisor.Run(cfg)
+}
+
+// fail reports bad input on one line, or the usage for --help.
+func fail(err error, usage func(*os.File)) int {
+	if errors.Is(err, flag.ErrHelp) {
+		usage(os.Stdout)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "drainit: %v\n", err)
+	return 2
+}

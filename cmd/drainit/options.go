@@ -1,0 +1,300 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drainit/drainit/signals"
+)
+
+// usageError is bad input: drainit prints it on one line and exits 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// options is a flag set whose every flag can also come from its DRAINIT_*
+// variable; a flag given on the command line beats its variable.
+type options struct {
+	fs     *flag.FlagSet
+	bad    error // the first bad value, named by flag or variable
+	getenv func(string) string
+	lists  map[string]bool // flags whose variable holds a ':'-separated list
+}
+
+func newOptions(name string, getenv func(string) string) *options {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &options{fs: fs, getenv: getenv, lists: map[string]bool{}}
+}
+
+// envName is the variable that stands for a flag: grace-period → DRAINIT_GRACE_PERIOD.
+func envName(flagName string) string {
+	return "DRAINIT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// value wraps a parser so that its errors say which flag or variable held
+// the bad value and what would have been accepted.
+type value struct {
+	o      *options
+	name   string
+	src    string // "--name" or "DRAINIT_NAME" while parsing
+	set    func(string) error
+	show   func() string
+	isBool bool
+}
+
+func (v *value) String() string {
+	if v == nil || v.show == nil {
+		return ""
+	}
+	return v.show()
+}
+
+func (v *value) Set(s string) error {
+	if err := v.set(s); err != nil {
+		if v.o.bad == nil {
+			v.o.bad = usagef("%s=%q: %v", v.src, s, err)
+		}
+		return err
+	}
+	return nil
+}
+
+func (v *value) IsBoolFlag() bool { return v.isBool }
+
+func (o *options) add(name, help string, set func(string) error, show func() string) *value {
+	v := &value{o: o, name: name, src: "--" + name, set: set, show: show}
+	o.fs.Var(v, name, help)
+	return v
+}
+
+func (o *options) duration(name string, dst *time.Duration, def time.Duration, min time.Duration, help string) {
+	*dst = def
+	o.add(name, help, func(s string) error {
+		d, err := parseDuration(s)
+		if err != nil {
+			return err
+		}
+		if d < min {
+			if min == 0 {
+				return fmt.Errorf("must not be negative")
+			}
+			return fmt.Errorf("must be at least %v", min)
+		}
+		*dst = d
+		return nil
+	}, func() string { return dst.String() })
+}
+
+func (o *options) boolean(name string, dst *bool, help string) {
+	v := o.add(name, help, func(s string) error {
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "1", "t", "true", "yes", "y", "on":
+			*dst = true
+		case "", "0", "f", "false", "no", "n", "off":
+			*dst = false
+		default:
+			return fmt.Errorf("not a boolean; use true or false")
+		}
+		return nil
+	}, func() string { return strconv.FormatBool(*dst) })
+	v.isBool = true
+}
+
+func (o *options) signal(name string, dst *syscall.Signal, help string) {
+	o.add(name, help, func(s string) error {
+		sig, err := signals.Parse(s)
+		if err != nil {
+			return fmt.Errorf("%v; use a name like TERM or SIGTERM, or a number like 15", err)
+		}
+		*dst = sig
+		return nil
+	}, func() string {
+		if *dst == 0 {
+			return ""
+		}
+		return signals.Name(*dst)
+	})
+}
+
+func (o *options) drainSignals(name string, dst *[]syscall.Signal, def []syscall.Signal, help string) {
+	*dst = def
+	o.add(name, help, func(s string) error {
+		list, err := signals.ParseList(s)
+		if err != nil {
+			return fmt.Errorf("%v; use names like TERM,INT", err)
+		}
+		for _, sig := range list {
+			if err := signals.CanDrainOn(sig); err != nil {
+				return fmt.Errorf("%v; drain on signals drainit can catch, like TERM,INT", err)
+			}
+		}
+		*dst = list
+		return nil
+	}, func() string {
+		var n []string
+		for _, s := range *dst {
+			n = append(n, signals.Name(s))
+		}
+		return strings.Join(n, ",")
+	})
+}
+
+func (o *options) choice(name string, dst *string, def string, allowed []string, help string) {
+	*dst = def
+	o.add(name, help, func(s string) error {
+		s = strings.ToLower(strings.TrimSpace(s))
+		for _, a := range allowed {
+			if s == a {
+				*dst = s
+				return nil
+			}
+		}
+		return fmt.Errorf("use one of %s", strings.Join(allowed, ", "))
+	}, func() string { return *dst })
+}
+
+// globs is repeatable on the command line; its variable is a ':'-separated list.
+func (o *options) globs(name string, dst *[]string, help string) {
+	o.lists[name] = true
+	o.add(name, help, func(s string) error {
+		p, err := checkGlob(s)
+		if err != nil {
+			return err
+		}
+		*dst = append(*dst, p)
+		return nil
+	}, func() string { return strings.Join(*dst, ":") })
+}
+
+func (o *options) path(name string, dst *string, help string) {
+	o.add(name, help, func(s string) error {
+		if s == "" {
+			*dst = ""
+			return nil
+		}
+		p, err := filepath.Abs(s)
+		if err != nil {
+			return err
+		}
+		*dst = p
+		return nil
+	}, func() string { return *dst })
+}
+
+// checkGlob refuses patterns filepath.Match cannot read and makes the rest
+// absolute, so that what is watched does not depend on a later chdir.
+func checkGlob(s string) (string, error) {
+	if strings.TrimSpace(s) == "" {
+		return "", fmt.Errorf("empty lock pattern; use a glob like /app/lock/*.lock")
+	}
+	if _, err := filepath.Match(s, ""); err != nil {
+		return "", fmt.Errorf("not a valid glob (%v); use shell-style patterns like /app/lock/*.lock", err)
+	}
+	p, err := filepath.Abs(s)
+	if err != nil {
+		return "", err
+	}
+	if strings.HasSuffix(s, "/") {
+		return "", fmt.Errorf("names a directory; add the file pattern, like %s*.lock", s)
+	}
+	return p, nil
+}
+
+// parse reads the flags in args, then fills every flag that was not given
+// from its variable. It returns the arguments after the flags.
+func (o *options) parse(args []string) ([]string, error) {
+	if err := o.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		if o.bad != nil {
+			return nil, o.bad
+		}
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+			return nil, usagef("unknown flag --%s; run %s --help for the list", strings.TrimLeft(name, "-"), o.fs.Name())
+		}
+		return nil, usagef("%s; run %s --help for the list of flags", msg, o.fs.Name())
+	}
+	given := map[string]bool{}
+	o.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	o.fs.VisitAll(func(f *flag.Flag) {
+		env := envName(f.Name)
+		raw := o.getenv(env)
+		if given[f.Name] || raw == "" || err != nil {
+			return
+		}
+		v := f.Value.(*value)
+		v.src = env
+		parts := []string{raw}
+		if o.lists[f.Name] {
+			parts = strings.Split(raw, ":")
+		}
+		for _, p := range parts {
+			if p == "" && len(parts) > 1 {
+				continue // "a::b" or a trailing ':', as PATH allows
+			}
+			if v.Set(p) != nil {
+				err = o.bad
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return o.fs.Args(), nil
+}
+
+// parseDuration takes Go's syntax (90s, 5m, 1h30m) or plain seconds (300,
+// 2.5), because Kubernetes users count terminationGracePeriodSeconds.
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, fmt.Errorf("empty duration; use Go syntax like 90s or 5m, or plain seconds like 300")
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f < 0 {
+			return 0, fmt.Errorf("must not be negative")
+		}
+		if f > float64(1<<63-1)/float64(time.Second) || f != f {
+			return 0, fmt.Errorf("too long")
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("not a duration; use Go syntax like 90s or 5m, or plain seconds like 300")
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("must not be negative")
+	}
+	return d, nil
+}
+
+// printDefaults writes the flag list for --help.
+func (o *options) printDefaults(w io.Writer) {
+	o.fs.VisitAll(func(f *flag.Flag) {
+		name := "--" + f.Name
+		if v, ok := f.Value.(*value); ok && !v.isBool {
+			name += " VALUE"
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  %-28s %s%s  [%s]\n", name, f.Usage, def, envName(f.Name))
+	})
+}

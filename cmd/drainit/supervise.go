@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/drainit/drainit/supervisor"
+)
+
+// parseSupervise turns drainit's arguments and environment into the
+// supervisor's config, or the one line that says what is wrong.
+func parseSupervise(args []string, getenv func(string) string) (supervisor.Config, *slog.Logger, error) {
+	var c supervisor.Config
+	var lf logFlags
+	o := superviseOptions(&c, &lf, getenv)
+	rest, err := o.parse(args)
+	if err != nil {
+		return c, nil, err
+	}
+	if len(rest) == 0 {
+		return c, nil, usagef("no command to run; usage: drainit [flags] [--] COMMAND [ARG...]")
+	}
+	c.Command = rest
+	if min := c.StopTimeout + time.Second; c.Grace <= min {
+		return c, nil, usagef("--grace %v must be more than --stop-timeout %v + 1s; raise --grace (and terminationGracePeriodSeconds) or lower --stop-timeout", c.Grace, c.StopTimeout)
+	}
+	if c.Marker != "" {
+		if err := checkDir(filepath.Dir(c.Marker)); err != nil {
+			return c, nil, usagef("--marker %s: %v; create the directory or choose another path", c.Marker, err)
+		}
+	}
+	log, err := lf.logger(os.Stderr)
+	return c, log, err
+}
+
+// superviseOptions declares drainit's flags, bound to c and lf.
+func superviseOptions(c *supervisor.Config, lf *logFlags, getenv func(string) string) *options {
+	o := newOptions("drainit", getenv)
+	o.globs("lock", &c.Locks, "a lock file pattern; a matching file is a running job")
+	o.duration("grace", &c.Grace, 30*time.Second, time.Nanosecond, "the whole budget from the first stop signal to drainit's exit")
+	o.duration("stop-timeout", &c.StopTimeout, 10*time.Second, time.Nanosecond, "time the app gets between its stop signal and SIGKILL")
+	o.drainSignals("drain-on", &c.DrainOn, []syscall.Signal{syscall.SIGTERM, syscall.SIGINT}, "signals that start the drain")
+	o.signal("stop-signal", &c.StopSignal, "what the app gets when the drain ends (default: the signal that started it)")
+	o.signal("quiet-signal", &c.QuietSignal, "sent to the app when the drain starts, so it takes no new jobs")
+	o.path("marker", &c.Marker, "a file created when the drain starts")
+	o.duration("delay", &c.Delay, 0, 0, "least time between the stop signal and forwarding it")
+	o.boolean("group", &c.Group, "signal the app's whole process group")
+	o.duration("poll", &c.Poll, time.Second, time.Millisecond, "rescan interval while draining")
+	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
+	lf.register(o)
+	return o
+}
+
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory %s does not exist", dir)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
+func superviseUsage(f *os.File) {
+	fmt.Fprint(f, `drainit: a container init that lets background jobs finish before the container stops.
+
+usage: drainit [flags] [--] COMMAND [ARG...]
+       drainit wait [flags]
+       drainit lock [flags] PATH -- COMMAND [ARG...]
+       drainit version
+
+flags (each also set by the variable in brackets):
+`)
+	superviseOptions(&supervisor.Config{}, &logFlags{}, noEnv).printDefaults(f)
+}

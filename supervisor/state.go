@@ -1,0 +1,431 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/drainit/drainit/signals"
+	"github.com/drainit/drainit/supervisor/lockwatch"
+)
+
+// phase is where the supervisor is in the life of the app. It only moves
+// forward: running → draining → stopping → exited.
+type phase int
+
+const (
+	running  phase = iota // the app runs; signals are forwarded
+	draining              // a stop was asked for; waiting for the locks to clear
+	stopping              // the app got its stop signal, or is gone; ending what is left
+	exited                // every process is reaped; Run returns
+)
+
+func (p phase) String() string {
+	return [...]string{"running", "draining", "stopping", "exited"}[p]
+}
+
+const (
+	// margin keeps drainit's own exit one second ahead of the kubelet's or
+	// Docker's SIGKILL, so its last lines are written and the app's code,
+	// not 137, is what the platform records.
+	margin = time.Second
+	// progressEvery is how often a drain reports what it still waits for.
+	progressEvery = 5 * time.Second
+	// afterKill bounds the wait for processes that got SIGKILL: one stuck
+	// in an uninterruptible sleep must not keep drainit past its budget.
+	afterKill = 500 * time.Millisecond
+)
+
+// state is owned by the control goroutine; the router and the reaper only
+// talk to it through channels, and read appGone.
+type state struct {
+	cfg  Config
+	log  *slog.Logger
+	app  child
+	pid1 bool
+
+	appGone  atomic.Bool // set by the reaper the moment it reaps the app
+	drainc   chan syscall.Signal
+	reapedc  chan reaped
+	locksc   chan []string
+	stopLock context.CancelFunc // ends the lock watcher
+
+	phase     phase
+	status    *unix.WaitStatus // the app's, once reaped
+	childless bool
+
+	t0           time.Time      // the first drain signal, or the app's exit
+	cause        syscall.Signal // the signal that started the drain; 0 if the app's exit did
+	held         []string       // the latest lock snapshot
+	scanned      bool           // held is the watcher's truth, not a guess
+	drainEnd     time.Time      // the drain deadline
+	delayEnd     time.Time      // --delay
+	budgetEnd    time.Time      // t0 + grace - margin
+	nextProgress time.Time
+
+	appKillAt   time.Time // zero until the app has its stop signal
+	appKilled   bool
+	strayTermed bool
+	strayKillAt time.Time
+	strayKilled time.Time
+}
+
+func newState(cfg Config, app child, pid1 bool) *state {
+	return &state{
+		cfg: cfg, log: cfg.Log, app: app, pid1: pid1,
+		drainc:  make(chan syscall.Signal, 16),
+		reapedc: make(chan reaped),
+		locksc:  make(chan []string, 1),
+	}
+}
+
+// route is the signal actor: SIGCHLD is the reaper's (on its own channel),
+// drain signals go to the state machine, the few signals drainit keeps are
+// dropped, and everything else goes to the app.
+func (s *state) route(ctx context.Context) {
+	for {
+		var os os.Signal
+		select {
+		case os = <-s.cfg.Signals.All:
+		case <-ctx.Done():
+			return
+		}
+		sig := os.(syscall.Signal)
+		switch {
+		case slices.Contains(s.cfg.DrainOn, sig):
+			select {
+			case s.drainc <- sig:
+			case <-ctx.Done():
+				return
+			}
+		case !signals.Forwardable(sig):
+			s.log.Debug("signal kept", "signal", signals.Name(sig))
+		case s.appGone.Load():
+			s.log.Debug("signal dropped: the app is gone", "signal", signals.Name(sig))
+		default:
+			s.send(sig, "forwarded")
+		}
+	}
+}
+
+// send delivers sig to the app, or its group with --group.
+func (s *state) send(sig syscall.Signal, what string) {
+	err := signals.Send(s.app.pid, sig, s.cfg.Group)
+	switch {
+	case signals.Gone(err):
+		s.log.Debug("signal not delivered: the app is gone", "signal", signals.Name(sig))
+	case err != nil:
+		s.log.Warn("cannot signal the app", "signal", signals.Name(sig), "err", err)
+	default:
+		s.log.Debug("signal "+what, "signal", signals.Name(sig), "pid", s.app.pid, "group", s.cfg.Group)
+	}
+}
+
+// control is the drain controller: it owns state and moves it forward on
+// signals, reaps, lock snapshots and deadlines.
+func (s *state) control(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	defer s.stopWatcher()
+	for {
+		s.advance(time.Now())
+		if s.phase == exited {
+			return
+		}
+		if wake, ok := s.nextWake(); ok {
+			timer.Reset(time.Until(wake))
+		} else {
+			timer.Stop()
+		}
+		select {
+		case sig := <-s.drainc:
+			s.onDrainSignal(sig, time.Now())
+		case r := <-s.reapedc:
+			s.onReaped(r, time.Now())
+		case held := <-s.locksc:
+			s.onLocks(held)
+		case <-timer.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *state) onDrainSignal(sig syscall.Signal, now time.Time) {
+	name := signals.Name(sig)
+	switch s.phase {
+	case running:
+		s.startDrain(sig, now)
+	case draining:
+		if sig == syscall.SIGINT {
+			s.log.Info("second SIGINT: ending the drain now")
+			s.endDrain(now)
+			return
+		}
+		s.log.Info("already draining: ignoring SIG"+name, "left", left(s.drainEnd, now))
+	case stopping:
+		if sig == syscall.SIGINT && !s.appGone.Load() {
+			s.send(sig, "forwarded")
+			return
+		}
+		s.log.Debug("already stopping: ignoring SIG" + name)
+	}
+}
+
+func (s *state) onReaped(r reaped, now time.Time) {
+	s.childless = r.childless
+	if r.app == nil {
+		return
+	}
+	s.status = r.app
+	s.log.Info("app exited", "status", describe(*r.app))
+	if s.phase == running {
+		// Exiting now would make the kernel kill every job in the
+		// container with PID 1: drain first, from this moment.
+		s.startDrain(0, now)
+	}
+}
+
+func (s *state) startDrain(cause syscall.Signal, now time.Time) {
+	s.phase = draining
+	s.t0, s.cause = now, cause
+	s.budgetEnd = now.Add(s.cfg.Grace - margin)
+	s.drainEnd = now.Add(s.cfg.Grace - s.cfg.StopTimeout - margin)
+	s.delayEnd = now.Add(s.cfg.Delay)
+	s.nextProgress = now.Add(progressEvery)
+
+	if len(s.cfg.Locks) == 0 {
+		s.scanned = true
+		if s.cfg.Delay == 0 {
+			s.endDrain(now)
+			return
+		}
+	} else {
+		s.held = lockwatch.Scan(s.watchOptions())
+		s.startWatcher()
+	}
+	by := "the app's exit"
+	if cause != 0 {
+		by = "SIG" + signals.Name(cause)
+	}
+	s.log.Info("draining", "by", by, "locks", summary(s.held), "budget", left(s.drainEnd, now))
+	if cause != 0 && s.cfg.QuietSignal != 0 && !s.appGone.Load() {
+		s.send(s.cfg.QuietSignal, "sent to quiet the app")
+	}
+	if s.cfg.Marker != "" {
+		if err := createMarker(s.cfg.Marker); err != nil {
+			s.log.Warn("cannot create the drain marker", "path", s.cfg.Marker, "err", err)
+		}
+	}
+}
+
+func (s *state) watchOptions() lockwatch.Options {
+	return lockwatch.Options{Patterns: s.cfg.Locks, Poll: s.cfg.Poll, StalePID: s.cfg.StalePID, Logger: s.log}
+}
+
+func (s *state) startWatcher() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopLock = cancel
+	out := make(chan []string, 1)
+	go func() {
+		if err := lockwatch.Watch(ctx, s.watchOptions(), out); err != nil {
+			s.log.Error("lock watcher failed; waiting for the deadline", "err", err)
+		}
+	}()
+	// Forward snapshots into the controller's channel, keeping only the
+	// newest if it falls behind.
+	go func() {
+		for {
+			select {
+			case held := <-out:
+				select {
+				case <-s.locksc:
+				default:
+				}
+				s.locksc <- held
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+func (s *state) stopWatcher() {
+	if s.stopLock != nil {
+		s.stopLock()
+		s.stopLock = nil
+	}
+}
+
+func (s *state) onLocks(held []string) {
+	if s.phase != draining {
+		return
+	}
+	s.scanned = true
+	for _, p := range s.held {
+		if !slices.Contains(held, p) {
+			s.log.Info(fmt.Sprintf("released %s, %d left", p, len(held)))
+		}
+	}
+	for _, p := range held {
+		if !slices.Contains(s.held, p) {
+			s.log.Info("new lock while draining", "path", p)
+		}
+	}
+	s.held = held
+}
+
+// endDrain sends the stop signal: the drain is over, whatever ended it.
+func (s *state) endDrain(now time.Time) {
+	s.stopWatcher()
+	s.phase = stopping
+	if len(s.cfg.Locks) > 0 || s.cfg.Delay > 0 {
+		s.log.Info("drain done", "took", now.Sub(s.t0).Round(time.Millisecond))
+	}
+	if s.appGone.Load() {
+		return
+	}
+	sig := s.cfg.StopSignal
+	if sig == 0 {
+		sig = s.cause
+	}
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	s.log.Info("stopping the app", "signal", signals.Name(sig))
+	s.send(sig, "sent to stop the app")
+	s.appKillAt = now.Add(s.cfg.StopTimeout)
+	if s.appKillAt.After(s.budgetEnd) {
+		s.appKillAt = s.budgetEnd
+	}
+}
+
+// advance applies every transition that time alone decides.
+func (s *state) advance(now time.Time) {
+	switch s.phase {
+	case draining:
+		switch {
+		case s.scanned && len(s.held) == 0 && !now.Before(s.delayEnd):
+			s.endDrain(now)
+		case !now.Before(s.drainEnd):
+			s.log.Error(fmt.Sprintf("drain deadline reached with %d locks still held: %s; stopping the app anyway", len(s.held), strings.Join(s.held, ", ")))
+			s.endDrain(now)
+		case !now.Before(s.nextProgress):
+			s.log.Info("draining", "locks", summary(s.held), "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))
+			s.nextProgress = now.Add(progressEvery)
+		}
+	}
+	if s.phase != stopping {
+		return
+	}
+	if !s.appGone.Load() {
+		if !s.appKilled && !now.Before(s.appKillAt) {
+			s.log.Warn("the app did not stop in time: sending SIGKILL", "after", s.cfg.StopTimeout)
+			s.send(syscall.SIGKILL, "sent")
+			s.appKilled = true
+		}
+		return
+	}
+	if s.status == nil {
+		return // gone, but its status is on its way from the reaper
+	}
+	if s.childless {
+		s.phase = exited
+		return
+	}
+	if !s.strayTermed {
+		s.strayTermed = true
+		s.strayKillAt = now.Add(s.cfg.StopTimeout)
+		if !s.budgetEnd.IsZero() && s.strayKillAt.After(s.budgetEnd) {
+			s.strayKillAt = s.budgetEnd
+		}
+		if n := s.signalStrays(syscall.SIGTERM); n > 0 {
+			s.log.Info("ending the processes the app left behind", "count", n, "signal", "TERM")
+		}
+	}
+	if s.strayKilled.IsZero() && !now.Before(s.strayKillAt) {
+		n := s.signalStrays(syscall.SIGKILL)
+		s.log.Warn("processes left behind did not stop in time: sent SIGKILL", "count", n)
+		s.strayKilled = now
+	}
+	if !s.strayKilled.IsZero() && now.Sub(s.strayKilled) >= afterKill {
+		s.log.Error("processes left behind could not be reaped; exiting anyway")
+		s.phase = exited
+	}
+}
+
+// nextWake is the next moment advance has something to do.
+func (s *state) nextWake() (time.Time, bool) {
+	var ts []time.Time
+	switch s.phase {
+	case draining:
+		ts = append(ts, s.drainEnd, s.nextProgress)
+		if s.delayEnd.After(s.t0) {
+			ts = append(ts, s.delayEnd)
+		}
+	case stopping:
+		switch {
+		case !s.appGone.Load() && !s.appKilled:
+			ts = append(ts, s.appKillAt)
+		case s.strayTermed && s.strayKilled.IsZero():
+			ts = append(ts, s.strayKillAt)
+		case !s.strayKilled.IsZero():
+			ts = append(ts, s.strayKilled.Add(afterKill))
+		}
+	}
+	if len(ts) == 0 {
+		return time.Time{}, false
+	}
+	return slices.MinFunc(ts, func(a, b time.Time) int { return a.Compare(b) }), true
+}
+
+func (s *state) exitCode() int {
+	if s.status == nil {
+		// Only when Run was cut short; the app's fate is unknown.
+		return 1
+	}
+	return statusCode(*s.status)
+}
+
+// statusCode maps a wait status to a shell's exit code: N, or 128+signal.
+func statusCode(ws unix.WaitStatus) int {
+	if ws.Signaled() {
+		return signals.ExitCode(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+func describe(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by SIG" + signals.Name(ws.Signal())
+	}
+	return fmt.Sprintf("exit %d", ws.ExitStatus())
+}
+
+// summary names the first few held locks and counts the rest.
+func summary(held []string) string {
+	const show = 3
+	if len(held) == 0 {
+		return "none"
+	}
+	if len(held) <= show {
+		return fmt.Sprintf("%d (%s)", len(held), strings.Join(held, ", "))
+	}
+	return fmt.Sprintf("%d (%s, …)", len(held), strings.Join(held[:show], ", "))
+}
+
+func left(deadline, now time.Time) time.Duration {
+	d := deadline.Sub(now).Round(time.Second)
+	if d < 0 {
+		return 0
+	}
+	return d
+}

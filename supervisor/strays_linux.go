@@ -1,0 +1,74 @@
+package supervisor
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// signalStrays sends sig to every process left in drainit's care and reports
+// how many there were. As PID 1 of a namespace that is everything else in
+// it, which kill(-1) reaches at once. As a subreaper it is drainit's
+// descendants, found through /proc: kill(-1) there would hit every process
+// the user owns.
+func (s *state) signalStrays(sig syscall.Signal) int {
+	if s.pid1 {
+		n := len(descendants(1))
+		if err := unix.Kill(-1, sig); err != nil && err != unix.ESRCH {
+			s.log.Warn("cannot signal the remaining processes", "signal", sig, "err", err)
+		}
+		return n
+	}
+	pids := descendants(os.Getpid())
+	for _, pid := range pids {
+		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+			s.log.Debug("cannot signal stray", "pid", pid, "err", err)
+		}
+	}
+	return len(pids)
+}
+
+// descendants lists the processes below root, read from /proc/*/stat.
+func descendants(root int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	kids := map[int][]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// The command name can hold spaces and parentheses; the fields
+		// after its last ')' are fixed: state, then ppid.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		kids[ppid] = append(kids[ppid], pid)
+	}
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, k := range kids[p] {
+			out = append(out, k)
+			queue = append(queue, k)
+		}
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+// Package supervisor runs one command as the main job of a container and
+// stays its parent until every process it left behind is gone.
+//
+// Like tini or dumb-init it forwards signals, reaps orphans and exits with
+// the app's code. Unlike them, a stop signal does not go straight to the app:
+// the supervisor first drains, holding the signal while lock files of running
+// jobs exist, within a budget, so that a scale-down does not kill jobs midway.
+// The whole API is Config and Run.
+package supervisor
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"golang.org/x/sys/unix"
+
+	"github.com/drainit/drainit/signals"
+)
+
+// Config is everything Run needs. The zero value of each field is a sensible
+// "off", except Command, Signals, Grace and StopTimeout, which must be set.
+type Config struct {
+	Command []string        // the app: path or name looked up in PATH, then its arguments
+	Signals *signals.Caught // from signals.Catch, called first thing in main
+	Log     *slog.Logger    // nil discards
+
+	Locks       []string         // lock file glob patterns, absolute
+	Grace       time.Duration    // budget from the first stop signal to drainit's exit
+	StopTimeout time.Duration    // between the stop signal and SIGKILL
+	Delay       time.Duration    // least time between the stop signal and forwarding
+	Poll        time.Duration    // rescan interval while draining
+	DrainOn     []syscall.Signal // signals that start the drain
+	StopSignal  syscall.Signal   // 0: the signal that started the drain
+	QuietSignal syscall.Signal   // 0: none
+	Marker      string           // created when the drain starts; "" for none
+	Group       bool             // signals go to the app's process group
+	StalePID    bool             // a lock naming a dead PID is released
+}
+
+// Exit codes of the shell's convention, for when the app cannot be started.
+const (
+	ExitNotFound      = 127
+	ExitNotExecutable = 126
+)
+
+// Run starts the app, supervises it through its whole life and returns the
+// code drainit should exit with. It returns only when the app and every
+// process left behind have been reaped, or the budget to wait for them has
+// run out.
+func Run(cfg Config) int {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	log := cfg.Log
+	pid1 := os.Getpid() == 1
+	mode := "PID 1"
+	if !pid1 {
+		// Without this, jobs that the app orphans (PHP's exec("job &"))
+		// would be reparented to the real init and escape the drain.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			log.Warn("not PID 1 and cannot become a subreaper: orphaned jobs will not be reaped or waited for; run drainit as the container's ENTRYPOINT", "err", err)
+			mode = "no subreaper"
+		} else {
+			log.Debug("not PID 1: registered as a child subreaper")
+			mode = "subreaper"
+		}
+	}
+	for _, sig := range cfg.Signals.Ignored {
+		log.Debug("signal was ignored at start and stays ignored", "signal", signals.Name(sig))
+	}
+
+	app, err := start(cfg.Command)
+	if err != nil {
+		log.Error(err.Error())
+		return exitCodeForStart(err)
+	}
+	log.Info("started", "command", commandLine(cfg.Command), "pid", app.pid, "mode", mode)
+
+	s := newState(cfg, app, pid1)
+	ctx, cancel := context.WithCancel(context.Background())
+	var g run.Group
+	g.Add(func() error { s.route(ctx); return nil }, func(error) { cancel() })
+	g.Add(func() error { s.reap(ctx); return nil }, func(error) { cancel() })
+	g.Add(func() error { s.control(ctx); return nil }, func(error) { cancel() })
+	_ = g.Run()
+
+	code := s.exitCode()
+	log.Info("exiting", "code", code)
+	return code
+}
