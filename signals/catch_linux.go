@@ -43,7 +43,14 @@ func Catch() *Caught {
 			keep = append(keep, sig)
 			continue
 		}
-		if sig == syscall.SIGCHLD {
+		switch sig {
+		case syscall.SIGCHLD:
+			continue
+		case syscall.SIGURG, syscall.SIGPROF:
+			// The runtime sends itself SIGURG to preempt goroutines and
+			// uses SIGPROF for profiling; asking for them would only
+			// wake drainit for nothing. Its handler is installed all the
+			// same, so the app still starts with the default action.
 			continue
 		}
 		want = append(want, sig)

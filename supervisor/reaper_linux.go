@@ -57,7 +57,7 @@ func (s *state) reapOnce() reaped {
 			return r
 		case pid == 0:
 			return r
-		case pid == s.app.pid:
+		case pid == s.app:
 			s.appGone.Store(true)
 			st := ws
 			r.app = &st

@@ -49,7 +49,7 @@ const (
 type state struct {
 	cfg  Config
 	log  *slog.Logger
-	app  child
+	app  int // the app's PID
 	pid1 bool
 
 	appGone  atomic.Bool // set by the reaper the moment it reaps the app
@@ -78,7 +78,7 @@ type state struct {
 	strayKilled time.Time
 }
 
-func newState(cfg Config, app child, pid1 bool) *state {
+func newState(cfg Config, app int, pid1 bool) *state {
 	return &state{
 		cfg: cfg, log: cfg.Log, app: app, pid1: pid1,
 		drainc:  make(chan syscall.Signal, 16),
@@ -118,14 +118,14 @@ func (s *state) route(ctx context.Context) {
 
 // send delivers sig to the app, or its group with --group.
 func (s *state) send(sig syscall.Signal, what string) {
-	err := signals.Send(s.app.pid, sig, s.cfg.Group)
+	err := signals.Send(s.app, sig, s.cfg.Group)
 	switch {
 	case signals.Gone(err):
 		s.log.Debug("signal not delivered: the app is gone", "signal", signals.Name(sig))
 	case err != nil:
 		s.log.Warn("cannot signal the app", "signal", signals.Name(sig), "err", err)
 	default:
-		s.log.Debug("signal "+what, "signal", signals.Name(sig), "pid", s.app.pid, "group", s.cfg.Group)
+		s.log.Debug("signal "+what, "signal", signals.Name(sig), "pid", s.app, "group", s.cfg.Group)
 	}
 }
 
@@ -209,8 +209,8 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 			return
 		}
 	} else {
-		s.held = lockwatch.Scan(s.watchOptions())
-		s.startWatcher()
+		s.held = s.startWatcher()
+		s.scanned = s.held != nil
 	}
 	by := "the app's exit"
 	if cause != 0 {
@@ -231,17 +231,27 @@ func (s *state) watchOptions() lockwatch.Options {
 	return lockwatch.Options{Patterns: s.cfg.Locks, Poll: s.cfg.Poll, StalePID: s.cfg.StalePID, Logger: s.log}
 }
 
-func (s *state) startWatcher() {
+// startWatcher starts the lock watcher and returns its first snapshot, the
+// scan made once its watches were set.
+func (s *state) startWatcher() []string {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopLock = cancel
 	out := make(chan []string, 1)
+	failed := make(chan struct{})
 	go func() {
 		if err := lockwatch.Watch(ctx, s.watchOptions(), out); err != nil {
 			s.log.Error("lock watcher failed; waiting for the deadline", "err", err)
+			close(failed)
 		}
 	}()
-	// Forward snapshots into the controller's channel, keeping only the
-	// newest if it falls behind.
+	var first []string
+	select {
+	case first = <-out:
+	case <-failed:
+		return nil
+	}
+	// Forward later snapshots into the controller's channel, keeping only
+	// the newest if it falls behind.
 	go func() {
 		for {
 			select {
@@ -256,6 +266,7 @@ func (s *state) startWatcher() {
 			}
 		}
 	}()
+	return first
 }
 
 func (s *state) stopWatcher() {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/drainit/drainit/signals"
+	"github.com/drainit/drainit/supervisor/spawn"
 )
 
 // Config is everything Run needs. The zero value of each field is a sensible
@@ -40,12 +42,6 @@ type Config struct {
 	Group       bool             // signals go to the app's process group
 	StalePID    bool             // a lock naming a dead PID is released
 }
-
-// Exit codes of the shell's convention, for when the app cannot be started.
-const (
-	ExitNotFound      = 127
-	ExitNotExecutable = 126
-)
 
 // Run starts the app, supervises it through its whole life and returns the
 // code drainit should exit with. It returns only when the app and every
@@ -73,14 +69,22 @@ func Run(cfg Config) int {
 		log.Debug("signal was ignored at start and stays ignored", "signal", signals.Name(sig))
 	}
 
-	app, err := start(cfg.Command)
+	if cfg.Marker != "" {
+		// One left by an earlier life of this container (a restart keeps
+		// the filesystem) would make the app refuse jobs from the start.
+		if err := os.Remove(cfg.Marker); err == nil {
+			log.Info("removed a drain marker left from before", "path", cfg.Marker)
+		}
+	}
+
+	pid, err := spawn.Start(cfg.Command)
 	if err != nil {
 		log.Error(err.Error())
-		return exitCodeForStart(err)
+		return spawn.ExitCode(err)
 	}
-	log.Info("started", "command", commandLine(cfg.Command), "pid", app.pid, "mode", mode)
+	log.Info("started", "command", strings.Join(cfg.Command, " "), "pid", pid, "mode", mode)
 
-	s := newState(cfg, app, pid1)
+	s := newState(cfg, pid, pid1)
 	ctx, cancel := context.WithCancel(context.Background())
 	var g run.Group
 	g.Add(func() error { s.route(ctx); return nil }, func(error) { cancel() })

@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	selfBin, _ = os.Executable()
+	// A -race binary sleeps a second at exit by default: that would count
+	// against every deadline the tests check.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -167,7 +170,9 @@ func start(t *testing.T, m mode, o opts, args ...string) *proc {
 			cmd.Process.Kill()
 			<-p.done
 		}
-		if t.Failed() {
+		if strings.Contains(p.transcript(), "DATA RACE") {
+			t.Errorf("the race detector found a data race:\n%s", p.transcript())
+		} else if t.Failed() {
 			t.Logf("output:\n%s", p.transcript())
 		}
 	})
@@ -249,6 +254,25 @@ func (p *proc) waitLine(re string, timeout time.Duration) []string {
 			}
 			p.mu.Unlock()
 			if !found {
+				p.t.Fatalf("drainit exited (%d) before printing a line matching %q:\n%s", p.code, re, p.transcript())
+			}
+		case <-deadline:
+			p.t.Fatalf("no line matching %q within %v:\n%s", re, timeout, p.transcript())
+		}
+	}
+}
+
+// waitSeen waits for a line matching re anywhere in the output, for lines
+// whose order does not matter. It does not move waitLine's place.
+func (p *proc) waitSeen(re string, timeout time.Duration) {
+	p.t.Helper()
+	rx := regexp.MustCompile(`(?m)` + re)
+	deadline := time.After(timeout)
+	for !rx.MatchString(p.transcript()) {
+		select {
+		case <-p.more:
+		case <-p.done:
+			if !rx.MatchString(p.transcript()) {
 				p.t.Fatalf("drainit exited (%d) before printing a line matching %q:\n%s", p.code, re, p.transcript())
 			}
 		case <-deadline:

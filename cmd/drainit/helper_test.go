@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +29,10 @@ func helperMain(mode string, args []string) int {
 		return n
 	case "launch":
 		return launch(args)
+	case "job":
+		return job(args[0], args[1], args[2])
+	case "exhaust-inotify":
+		return exhaustInotify()
 	case "ignterm":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ignoring TERM")
@@ -61,6 +67,40 @@ func printSignals(exitOn string) int {
 			return 0
 		}
 	}
+	return 0
+}
+
+// job is a background job that holds a lock file of its own making for a
+// while: args are the lock path, the duration and a label.
+func job(lock, dur, label string) int {
+	d, err := time.ParseDuration(dur)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 96
+	}
+	if err := os.WriteFile(lock, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 96
+	}
+	fmt.Printf("job %s started\n", label)
+	time.Sleep(d) // the job's work
+	fmt.Printf("job %s done\n", label)
+	os.Remove(lock)
+	return 0
+}
+
+// exhaustInotify opens inotify instances until the kernel refuses, then
+// holds them until stdin closes.
+func exhaustInotify() int {
+	n := 0
+	for {
+		if _, err := unix.InotifyInit1(unix.IN_CLOEXEC); err != nil {
+			fmt.Printf("exhausted after %d: %v\n", n, err)
+			break
+		}
+		n++
+	}
+	io.Copy(io.Discard, os.Stdin)
 	return 0
 }
 

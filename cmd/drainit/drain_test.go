@@ -1,0 +1,332 @@
+package main_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// jobsScript is an app that starts its jobs the way PHP's exec("job &")
+// does: through a shell that backgrounds them and exits, so each job is
+// orphaned to drainit while it stays in the app's process group. Then the
+// app becomes the signal printer.
+func jobsScript(dir string, durations []time.Duration) []string {
+	var b strings.Builder
+	for i, d := range durations {
+		fmt.Fprintf(&b, `DRAINIT_TEST_HELPER=job sh -c '"$0" "$@" &' "$0" %s/job-%d.lock %s %d; `, dir, i, d, i)
+	}
+	b.WriteString(`exec "$0"`)
+	return []string{"sh", "-c", b.String(), selfBin}
+}
+
+func lockDir(t *testing.T) string {
+	d := filepath.Join(t.TempDir(), "lock")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// The first user's scale-down: every job finishes, the app gets its stop
+// signal only after the last lock is gone, drainit exits with its code.
+func TestDrainWaitsForJobs(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		dir := lockDir(t)
+		var ds []time.Duration
+		for range 5 {
+			ds = append(ds, 500*time.Millisecond+rand.N(2500*time.Millisecond))
+		}
+		p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15")},
+			append([]string{"--lock", dir + "/*.lock", "--grace", "30s", "--"}, jobsScript(dir, ds)...)...)
+		for i := range ds {
+			p.waitSeen(fmt.Sprintf(`^job %d started`, i), long)
+		}
+		p.waitSeen(`^ready`, long)
+		p.signal(syscall.SIGTERM)
+		p.waitLine(`draining by=SIGTERM locks="5 `, long)
+		p.waitLine(`^signal 15$`, long)
+		if code := p.wait(long); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+		out := p.transcript()
+		stop := strings.Index(out, "\nsignal 15\n")
+		for i := range ds {
+			done := strings.Index(out, fmt.Sprintf("\njob %d done\n", i))
+			if done < 0 || done > stop {
+				t.Errorf("job %d did not finish before the app's stop signal", i)
+			}
+		}
+		if n := strings.Count(out, "drainit") - strings.Count(out, "debug:"); n > 20 {
+			t.Errorf("%d info lines for one drain of 5 jobs: too chatty", n)
+		}
+	})
+}
+
+// pid1 is the mode for the tests of single rules: a real PID 1.
+var pid1 = mode{pid1: true}
+
+// A lock that never goes: the stop signal at grace - stop-timeout - 1s,
+// the lock named, drainit gone before the grace.
+func TestDrainDeadline(t *testing.T) {
+	dir := lockDir(t)
+	stuck := dir + "/stuck.lock"
+	os.WriteFile(stuck, nil, 0o644)
+	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--grace", "4s", "--stop-timeout", "1s", "--", selfBin)
+	p.waitLine(`^ready`, long)
+	t0 := time.Now()
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`error: drain deadline reached with 1 locks still held: `+regexp.QuoteMeta(stuck), long)
+	if d := time.Since(t0); d < 2*time.Second {
+		t.Errorf("drain deadline after %v, want 4s - 1s - 1s = 2s", d)
+	}
+	p.waitLine(`^signal 15$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if d := time.Since(t0); d >= 4*time.Second {
+		t.Errorf("drainit exited %v after SIGTERM, past its 4s grace", d)
+	}
+}
+
+// The app ignores its stop signal after a deadline drain: SIGKILL comes in
+// time for drainit to be gone before the grace.
+func TestDrainDeadlineAppIgnoresStop(t *testing.T) {
+	dir := lockDir(t)
+	os.WriteFile(dir+"/stuck.lock", nil, 0o644)
+	p := start(t, pid1, opts{env: helper("signals")}, "--lock", dir+"/*.lock", "--grace", "4s", "--stop-timeout", "1s", "--", selfBin)
+	p.waitLine(`^ready`, long)
+	t0 := time.Now()
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(long); code != 137 {
+		t.Fatalf("exit code %d, want 137", code)
+	}
+	if d := time.Since(t0); d >= 4*time.Second {
+		t.Errorf("drainit exited %v after SIGTERM, past its 4s grace", d)
+	}
+}
+
+// drainWith starts a drain held by one lock and returns drainit and the lock.
+func drainWith(t *testing.T, sig syscall.Signal, exitOn string, args ...string) (*proc, string) {
+	t.Helper()
+	dir := lockDir(t)
+	lock := dir + "/job.lock"
+	os.WriteFile(lock, nil, 0o644)
+	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON="+exitOn)}, append(append([]string{"--lock", dir + "/*.lock"}, args...), "--", selfBin)...)
+	p.waitLine(`^ready`, long)
+	p.signal(sig)
+	p.waitLine(`draining by=`, long)
+	return p, lock
+}
+
+func TestDrainIgnoresRepeatedTerm(t *testing.T) {
+	p, lock := drainWith(t, syscall.SIGTERM, "15")
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`already draining: ignoring SIGTERM`, long)
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`already draining: ignoring SIGTERM`, long)
+	os.Remove(lock)
+	p.waitLine(`released .*job.lock, 0 left`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if n := strings.Count(p.transcript(), "\nsignal 15\n"); n != 1 {
+		t.Fatalf("the app got SIGTERM %d times, want once", n)
+	}
+}
+
+// Ctrl-C twice: the second SIGINT ends the drain, and the app gets the
+// signal that started it.
+func TestDrainSecondInt(t *testing.T) {
+	p, _ := drainWith(t, syscall.SIGINT, "2")
+	p.signal(syscall.SIGINT)
+	p.waitLine(`second SIGINT: ending the drain now`, long)
+	p.waitLine(`^signal 2$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestDrainStopSignal(t *testing.T) {
+	p, lock := drainWith(t, syscall.SIGTERM, "28", "--stop-signal", "WINCH")
+	os.Remove(lock)
+	p.waitLine(`^signal 28$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if strings.Contains(p.transcript(), "\nsignal 15\n") {
+		t.Fatal("the app got SIGTERM, want only WINCH")
+	}
+}
+
+func TestDrainQuietSignalAndMarker(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "draining")
+	os.WriteFile(marker, nil, 0o644) // left by an earlier run: removed at start
+	p, lock := drainWith(t, syscall.SIGTERM, "15", "--quiet-signal", "USR2", "--marker", marker)
+	if !p.has("removed a drain marker left from before") {
+		t.Error("the old marker was not removed at start")
+	}
+	p.waitLine(`^signal 12$`, long)
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("marker: %v", err)
+	}
+	os.Remove(lock)
+	p.waitLine(`^signal 15$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestDrainDelay(t *testing.T) {
+	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--delay", "1500ms", "--", selfBin)
+	p.waitLine(`^ready`, long)
+	t0 := time.Now()
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`^signal 15$`, long)
+	if d := time.Since(t0); d < 1500*time.Millisecond {
+		t.Fatalf("stop signal %v after SIGTERM, want at least the 1.5s delay", d)
+	}
+	p.wait(long)
+}
+
+// Events, not polling, find a lock directory that appears during the drain
+// (watched through its parent) and one removed and made again: --poll is
+// an hour.
+func TestDrainDirectoriesComeAndGo(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"keep", "gone"} {
+		os.Mkdir(filepath.Join(root, d), 0o755)
+	}
+	os.WriteFile(root+"/keep/k.lock", nil, 0o644)
+	os.WriteFile(root+"/gone/g.lock", nil, 0o644)
+	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")},
+		"--lock", root+"/*/*.lock", "--lock", root+"/later/sub/*.lock", "--poll", "1h", "--", selfBin)
+	p.waitLine(`^ready`, long)
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`draining by=SIGTERM locks="2 `, long)
+
+	os.RemoveAll(root + "/gone")
+	p.waitLine(`released .*/gone/g.lock, 1 left`, long)
+	os.Mkdir(root+"/gone", 0o755)
+	os.WriteFile(root+"/gone/again.lock", nil, 0o644)
+	p.waitLine(`new lock while draining path=.*/gone/again.lock`, long)
+
+	os.MkdirAll(root+"/later/sub", 0o755)
+	os.WriteFile(root+"/later/sub/l.lock", nil, 0o644)
+	p.waitLine(`new lock while draining path=.*/later/sub/l.lock`, long)
+
+	for _, f := range []string{"/keep/k.lock", "/gone/again.lock", "/later/sub/l.lock"} {
+		os.Remove(root + f)
+	}
+	p.waitLine(`^signal 15$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestDrainLockVariableList(t *testing.T) {
+	a, b := lockDir(t), lockDir(t)
+	os.WriteFile(a+"/1.lock", nil, 0o644)
+	os.WriteFile(b+"/2.lock", nil, 0o644)
+	p := start(t, pid1, opts{env: append(helper("signals", "HELPER_EXIT_ON=15"), "DRAINIT_LOCK="+a+"/*.lock:"+b+"/*.lock")}, "--", selfBin)
+	p.waitLine(`^ready`, long)
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`draining by=SIGTERM locks="2 `, long)
+	os.Remove(a + "/1.lock")
+	p.waitLine(`released .*/1.lock, 1 left`, long)
+	os.Remove(b + "/2.lock")
+	p.waitLine(`^signal 15$`, long)
+	p.wait(long)
+}
+
+func TestDrainStalePID(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dir := lockDir(t)
+	os.WriteFile(dir+"/dead.lock", []byte(fmt.Sprintf("%d\n", dead.Process.Pid)), 0o644)
+	p, lock := drainWith(t, syscall.SIGTERM, "15", "--stale-pid", "--lock", dir+"/*.lock")
+	p.waitSeen(`stale lock path=.*dead.lock reason="pid \d+ is gone"`, long)
+	os.Remove(lock)
+	p.waitLine(`^signal 15$`, long)
+	p.wait(long)
+}
+
+// The app exits by itself while a job runs: drainit drains first (exiting
+// would kill the job with PID 1's namespace), then exits with the app's code.
+func TestDrainAfterAppExit(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		dir := lockDir(t)
+		script := fmt.Sprintf(`DRAINIT_TEST_HELPER=job sh -c '"$0" "$@" &' "$0" %s/j.lock 1s 1; while [ ! -e %s/j.lock ]; do :; done; exit 5`, dir, dir)
+		p := start(t, m, opts{}, "--lock", dir+"/*.lock", "--", "sh", "-c", script, selfBin)
+		p.waitLine(`draining by="the app's exit" locks="1 `, long)
+		p.waitLine(`^job 1 done`, long)
+		if code := p.wait(long); code != 5 {
+			t.Fatalf("exit code %d, want 5", code)
+		}
+	})
+}
+
+// With inotify out of reach for real (the user's instances exhausted),
+// drainit warns once and polls.
+func TestDrainPollingFallback(t *testing.T) {
+	needNamespaces(t)
+	const nobody = 65534
+	dir, err := os.MkdirTemp("", "drainit-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	bin, self := filepath.Join(dir, "drainit"), filepath.Join(dir, "helper")
+	for src, dst := range map[string]string{drainitBin: bin, selfBin: self} {
+		data, _ := os.ReadFile(src)
+		os.WriteFile(dst, data, 0o755)
+	}
+	os.WriteFile(dir+"/job.lock", nil, 0o644)
+	cred := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+
+	hog := exec.Command(self)
+	hog.Env = append(os.Environ(), helperEnv+"=exhaust-inotify")
+	hog.SysProcAttr = cred
+	stdin, _ := hog.StdinPipe()
+	out, _ := hog.StdoutPipe()
+	if err := hog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); hog.Wait() })
+	buf := make([]byte, 256)
+	n, _ := out.Read(buf)
+	if !strings.Contains(string(buf[:n]), "exhausted") {
+		t.Fatalf("hog: %q", buf[:n])
+	}
+
+	cmd := exec.Command(bin, "--lock", dir+"/*.lock", "--poll", "100ms", "--", "sleep", "1000")
+	cmd.SysProcAttr = cred
+	r, w, _ := os.Pipe()
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	p := &proc{t: t, cmd: cmd, pid: cmd.Process.Pid, more: make(chan struct{}, 1), done: make(chan struct{})}
+	go p.read(r)
+	go func() { cmd.Wait(); p.code = cmd.ProcessState.ExitCode(); close(p.done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-p.done })
+	p.waitLine(`started command=`, long)
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`warn: .*inotify.*max_user_instances`, long)
+	os.Remove(dir + "/job.lock")
+	p.waitLine(`released .*job.lock, 0 left`, long)
+	p.wait(long)
+	if n := strings.Count(p.transcript(), "warn:"); n != 1 {
+		t.Fatalf("%d warn lines, want exactly one:\n%s", n, p.transcript())
+	}
+}

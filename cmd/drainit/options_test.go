@@ -1,0 +1,128 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseDuration(t *testing.T) {
+	good := map[string]time.Duration{
+		"300": 300 * time.Second, "90s": 90 * time.Second, "5m": 5 * time.Minute,
+		"1h30m": 90 * time.Minute, "2.5": 2500 * time.Millisecond, "0": 0, " 30 ": 30 * time.Second,
+		"250ms": 250 * time.Millisecond,
+	}
+	for in, want := range good {
+		if got, err := parseDuration(in); err != nil || got != want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "-5s", "abc", "5 minutes", "1e300", "NaN", "10x"} {
+		if got, err := parseDuration(in); err == nil {
+			t.Errorf("parseDuration(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+func TestSuperviseDefaults(t *testing.T) {
+	c, _, err := parseSupervise([]string{"php-fpm", "-F"}, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Grace != 30*time.Second || c.StopTimeout != 10*time.Second || c.Poll != time.Second || c.Delay != 0 {
+		t.Errorf("durations: %+v", c)
+	}
+	if !slices.Equal(c.DrainOn, []syscall.Signal{syscall.SIGTERM, syscall.SIGINT}) {
+		t.Errorf("drain-on %v", c.DrainOn)
+	}
+	if !slices.Equal(c.Command, []string{"php-fpm", "-F"}) {
+		t.Errorf("command %q: flags after the command belong to it", c.Command)
+	}
+}
+
+func TestFlagBeatsVariable(t *testing.T) {
+	e := env("DRAINIT_GRACE", "300", "DRAINIT_LOCK", "/app/lock/*.lock:/tmp/*/x.lock", "DRAINIT_GROUP", "yes",
+		"DRAINIT_STOP_SIGNAL", "sigwinch", "DRAINIT_DRAIN_ON", "TERM:QUIT")
+	c, _, err := parseSupervise([]string{"--", "app"}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Grace != 300*time.Second || !c.Group || c.StopSignal != syscall.SIGWINCH {
+		t.Errorf("from variables: %+v", c)
+	}
+	if !slices.Equal(c.Locks, []string{"/app/lock/*.lock", "/tmp/*/x.lock"}) {
+		t.Errorf("DRAINIT_LOCK split: %q", c.Locks)
+	}
+	if !slices.Equal(c.DrainOn, []syscall.Signal{syscall.SIGTERM, syscall.SIGQUIT}) {
+		t.Errorf("DRAINIT_DRAIN_ON: %v", c.DrainOn)
+	}
+	c, _, err = parseSupervise([]string{"--grace", "60s", "--lock", "/a/*.lock", "--lock", "/b/*.lock", "--group=false", "app"}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Grace != time.Minute || c.Group {
+		t.Errorf("flags should win: grace %v group %v", c.Grace, c.Group)
+	}
+	if !slices.Equal(c.Locks, []string{"/a/*.lock", "/b/*.lock"}) {
+		t.Errorf("--lock repeated: %q", c.Locks)
+	}
+}
+
+// Every bad value is refused with one line that names where it came from
+// and what would be accepted.
+func TestBadInput(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{nil, nil, "no command to run"},
+		{[]string{"--"}, nil, "no command to run"},
+		{[]string{"--grace", "abc", "app"}, nil, `--grace="abc": not a duration; use Go syntax like 90s`},
+		{[]string{"app"}, []string{"DRAINIT_GRACE", "abc"}, `DRAINIT_GRACE="abc": not a duration`},
+		{[]string{"--grace", "-5", "app"}, nil, `must not be negative`},
+		{[]string{"--grace", "0", "app"}, nil, `--grace="0": must be at least`},
+		{[]string{"--poll", "0", "app"}, nil, `--poll="0": must be at least 1ms`},
+		{[]string{"--grace", "10", "app"}, nil, "--grace 10s must be more than --stop-timeout 10s + 1s"},
+		{[]string{"--drain-on", "KILL", "app"}, nil, "KILL cannot be caught"},
+		{[]string{"--drain-on", "CHLD", "app"}, nil, "CHLD is kept by drainit"},
+		{[]string{"--drain-on", "", "app"}, nil, "empty signal list"},
+		{[]string{"--stop-signal", "0", "app"}, nil, `--stop-signal="0": signal number 0 is out of range`},
+		{[]string{"--stop-signal", "FOO", "app"}, nil, `unknown signal "FOO"; use a name like TERM`},
+		{[]string{"app"}, []string{"DRAINIT_QUIET_SIGNAL", "nope"}, `DRAINIT_QUIET_SIGNAL="nope": unknown signal`},
+		{[]string{"--log-format", "xml", "app"}, nil, "use one of text, json"},
+		{[]string{"--log-level", "loud", "app"}, nil, "use one of debug, info, warn, error"},
+		{[]string{"--lock", "/app/[lock/*.lock", "app"}, nil, "not a valid glob"},
+		{[]string{"--lock", "", "app"}, nil, "empty lock pattern"},
+		{[]string{"--lock", "/app/lock/", "app"}, nil, "names a directory; add the file pattern"},
+		{[]string{"--group=maybe", "app"}, nil, "not a boolean"},
+		{[]string{"app"}, []string{"DRAINIT_STALE_PID", "maybe"}, `DRAINIT_STALE_PID="maybe": not a boolean`},
+		{[]string{"--marker", "/no/such/dir/draining", "app"}, nil, "directory /no/such/dir does not exist"},
+		{[]string{"--bogus", "app"}, nil, "unknown flag --bogus"},
+		{[]string{"--grace"}, nil, "flag needs an argument"},
+	}
+	for _, c := range cases {
+		_, _, err := parseSupervise(c.args, env(c.env...))
+		if err == nil {
+			t.Errorf("%q %q: accepted", c.args, c.env)
+			continue
+		}
+		if _, ok := err.(*usageError); !ok {
+			t.Errorf("%q: %T is not a usage error", c.args, err)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
+			t.Errorf("%q %q: %q, want one line containing %q", c.args, c.env, msg, c.want)
+		}
+	}
+}
