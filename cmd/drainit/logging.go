@@ -13,7 +13,7 @@ import (
 
 func noEnv(string) string { return "" }
 
-type logFlags struct{ format, level string }
+type logFlags struct{ format, level, prefix string }
 
 func (lf *logFlags) register(o *options) {
 	o.choice("log-format", &lf.format, "text", []string{"text", "json"}, "drainit's own log lines: text or json")
@@ -28,7 +28,11 @@ func (lf *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	if lf.format == "json" {
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
 	}
-	return slog.New(&plainHandler{w: w, level: level, mu: new(sync.Mutex)}), nil
+	prefix := lf.prefix
+	if prefix == "" {
+		prefix = "drainit"
+	}
+	return slog.New(&plainHandler{w: w, prefix: prefix, level: level, mu: new(sync.Mutex)}), nil
 }
 
 // plainHandler writes the short lines a person reads in kubectl logs:
@@ -38,17 +42,18 @@ func (lf *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 // The time is kept (kubectl logs shows none unless asked) and the level is
 // shown only when it is not info.
 type plainHandler struct {
-	w     io.Writer
-	level slog.Level
-	mu    *sync.Mutex
-	attrs string
+	w      io.Writer
+	prefix string
+	level  slog.Level
+	mu     *sync.Mutex
+	attrs  string
 }
 
 func (h *plainHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
 
 func (h *plainHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
-	b.WriteString("drainit ")
+	b.WriteString(h.prefix + " ")
 	t := r.Time
 	if t.IsZero() {
 		t = time.Now()

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,6 +54,15 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, getenv func(string) st
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
 	lf.register(o)
 	return o
+}
+
+// parentOf is the directory a path's file lives in; a path ending in '/'
+// is its own.
+func parentOf(p string) string {
+	if strings.HasSuffix(p, "/") {
+		return p
+	}
+	return filepath.Dir(p)
 }
 
 func checkDir(dir string) error {
