@@ -82,7 +82,7 @@ func Run(cfg Config) int {
 		log.Error(err.Error())
 		return spawn.ExitCode(err)
 	}
-	log.Info("started", "command", strings.Join(cfg.Command, " "), "pid", pid, "mode", mode)
+	log.Info("started", "command", short(strings.Join(cfg.Command, " ")), "pid", pid, "mode", mode)
 
 	s := newState(cfg, pid, pid1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -95,4 +95,14 @@ func Run(cfg Config) int {
 	code := s.exitCode()
 	log.Info("exiting", "code", code)
 	return code
+}
+
+// short keeps a long command line (a shell script passed with -c) from
+// filling the screen of kubectl logs.
+func short(s string) string {
+	const max = 120
+	if r := []rune(s); len(r) > max {
+		return string(r[:max]) + "…"
+	}
+	return s
 }
