@@ -77,7 +77,15 @@ func Run(cfg Config) int {
 		}
 	}
 
-	pid, err := spawn.Start(cfg.Command)
+	// As PID 1, drainit's death ends the namespace and the kernel kills
+	// every process in it. As a subreaper it would leave the app running
+	// with nobody to drain, reap or stop it: the app gets SIGTERM, as with
+	// tini -p, and its orphans go to the next subreaper up.
+	var orphaned syscall.Signal
+	if !pid1 {
+		orphaned = syscall.SIGTERM
+	}
+	pid, err := spawn.Start(cfg.Command, orphaned)
 	if err != nil {
 		log.Error(err.Error())
 		return spawn.ExitCode(err)

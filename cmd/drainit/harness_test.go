@@ -281,6 +281,25 @@ func (p *proc) waitSeen(re string, timeout time.Duration) {
 	}
 }
 
+// logSpan is the time between two of drainit's own log lines, by the
+// timestamps drainit wrote: unlike the test's clock it does not count the
+// time a loaded machine takes to schedule the test and unshare.
+func (p *proc) logSpan(fromRe, toRe string) time.Duration {
+	p.t.Helper()
+	at := func(re string) time.Time {
+		m := regexp.MustCompile(`(?m)^drainit (\d\d:\d\d:\d\d\.\d\d\d) .*` + re).FindStringSubmatch(p.transcript())
+		if m == nil {
+			p.t.Fatalf("no log line matching %q:\n%s", re, p.transcript())
+		}
+		t, err := time.Parse("15:04:05.000", m[1])
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		return t
+	}
+	return at(toRe).Sub(at(fromRe))
+}
+
 // wait waits for drainit to exit and returns its code.
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()

@@ -35,7 +35,7 @@ func helperMain(mode string, args []string) int {
 		return exhaustInotify()
 	case "ignterm":
 		signal.Ignore(syscall.SIGTERM)
-		fmt.Println("ignoring TERM")
+		fmt.Printf("ignoring TERM pid=%d\n", os.Getpid())
 		return execArgs(args)
 	}
 	fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)

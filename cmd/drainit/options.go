@@ -86,8 +86,11 @@ func (o *options) duration(name string, dst *time.Duration, def time.Duration, m
 			return err
 		}
 		if d < min {
-			if min == 0 {
+			switch min {
+			case 0:
 				return fmt.Errorf("must not be negative")
+			case time.Nanosecond:
+				return fmt.Errorf("must be more than 0")
 			}
 			return fmt.Errorf("must be at least %v", min)
 		}

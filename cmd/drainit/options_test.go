@@ -34,6 +34,21 @@ func TestParseDuration(t *testing.T) {
 	}
 }
 
+func TestAcceptedCombinations(t *testing.T) {
+	for _, args := range [][]string{
+		{"--quiet-signal", "TSTP", "--stop-signal", "TERM", "app"},
+		{"--quiet-signal", "USR2", "app"},
+		{"--drain-on", "WINCH", "--stop-signal", "WINCH", "app"},
+		{"--stop-signal", "KILL", "app"},
+		{"--grace", "300", "--stop-timeout", "10", "--delay", "5", "app"},
+		{"--marker", "/tmp/draining", "--lock", "/tmp/lock/*.lock", "app"},
+	} {
+		if _, _, err := parseSupervise(args, env()); err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}
+
 func TestSuperviseDefaults(t *testing.T) {
 	c, _, err := parseSupervise([]string{"php-fpm", "-F"}, env())
 	if err != nil {
@@ -91,7 +106,14 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--grace", "abc", "app"}, nil, `--grace="abc": not a duration; use Go syntax like 90s`},
 		{[]string{"app"}, []string{"DRAINIT_GRACE", "abc"}, `DRAINIT_GRACE="abc": not a duration`},
 		{[]string{"--grace", "-5", "app"}, nil, `must not be negative`},
-		{[]string{"--grace", "0", "app"}, nil, `--grace="0": must be at least`},
+		{[]string{"--grace", "0", "app"}, nil, `--grace="0": must be more than 0`},
+		{[]string{"--stop-timeout", "0s", "app"}, nil, `--stop-timeout="0s": must be more than 0`},
+		{[]string{"--delay", "20s", "app"}, nil, "--delay 20s leaves no time to drain"},
+		{[]string{"--stop-signal", "STOP", "app"}, nil, "--stop-signal STOP would suspend the app"},
+		{[]string{"--quiet-signal", "KILL", "app"}, nil, "--quiet-signal KILL would end the app"},
+		{[]string{"--quiet-signal", "TERM", "app"}, nil, "--quiet-signal TERM is also the stop signal"},
+		{[]string{"--quiet-signal", "WINCH", "--stop-signal", "WINCH", "app"}, nil, "--quiet-signal and --stop-signal are both WINCH"},
+		{[]string{"--marker", "/tmp/lock/draining.lock", "--lock", "/tmp/lock/*.lock", "app"}, nil, "matches --lock /tmp/lock/*.lock"},
 		{[]string{"--poll", "0", "app"}, nil, `--poll="0": must be at least 1ms`},
 		{[]string{"--grace", "10", "app"}, nil, "--grace 10s must be more than --stop-timeout 10s + 1s"},
 		{[]string{"--drain-on", "KILL", "app"}, nil, "KILL cannot be caught"},

@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/drainit/drainit/signals"
 	"github.com/drainit/drainit/supervisor"
 )
 
@@ -29,10 +32,8 @@ func parseSupervise(args []string, getenv func(string) string) (supervisor.Confi
 	if min := c.StopTimeout + time.Second; c.Grace <= min {
 		return c, nil, usagef("--grace %v must be more than --stop-timeout %v + 1s; raise --grace (and terminationGracePeriodSeconds) or lower --stop-timeout", c.Grace, c.StopTimeout)
 	}
-	if c.Marker != "" {
-		if err := checkDir(filepath.Dir(c.Marker)); err != nil {
-			return c, nil, usagef("--marker %s: %v; create the directory or choose another path", c.Marker, err)
-		}
+	if err := checkSupervise(&c); err != nil {
+		return c, nil, err
 	}
 	log, err := lf.logger(os.Stderr)
 	return c, log, err
@@ -54,6 +55,51 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, getenv func(string) st
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
 	lf.register(o)
 	return o
+}
+
+// checkSupervise refuses settings that are each valid but cannot work
+// together, or that point at a place drainit cannot write.
+func checkSupervise(c *supervisor.Config) error {
+	window := c.Grace - c.StopTimeout - time.Second
+	if c.Delay >= window {
+		return usagef("--delay %v leaves no time to drain: the drain must end by --grace %v - --stop-timeout %v - 1s = %v; lower --delay or raise --grace", c.Delay, c.Grace, c.StopTimeout, window)
+	}
+	switch c.StopSignal {
+	case syscall.SIGSTOP, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU:
+		return usagef("--stop-signal %s would suspend the app, not stop it; use TERM, INT, QUIT or WINCH", signals.Name(c.StopSignal))
+	}
+	// TSTP is fine as a quiet signal: it is Sidekiq's.
+	switch c.QuietSignal {
+	case syscall.SIGSTOP, syscall.SIGTTIN, syscall.SIGTTOU:
+		return usagef("--quiet-signal %s would suspend the app; use the signal that tells it to take no new jobs, like TSTP or USR2", signals.Name(c.QuietSignal))
+	case syscall.SIGKILL:
+		return usagef("--quiet-signal KILL would end the app at the start of the drain; use the signal that tells it to take no new jobs, like TSTP or USR2")
+	}
+	if c.QuietSignal != 0 {
+		stop := c.StopSignal
+		for _, d := range c.DrainOn {
+			if c.QuietSignal == d && (stop == 0 || stop == d) {
+				return usagef("--quiet-signal %s is also the stop signal: the app would stop when the drain starts; choose another quiet signal, like TSTP or USR2", signals.Name(d))
+			}
+		}
+		if c.QuietSignal == stop {
+			return usagef("--quiet-signal and --stop-signal are both %s; the app would stop when the drain starts", signals.Name(stop))
+		}
+	}
+	if c.Marker != "" {
+		if err := checkDir(filepath.Dir(c.Marker)); err != nil {
+			return usagef("--marker %s: %v; create the directory or choose another path", c.Marker, err)
+		}
+		if err := unix.Access(filepath.Dir(c.Marker), unix.W_OK); err != nil {
+			return usagef("--marker %s: directory %s is not writable (%v); choose a writable path, like /tmp/draining", c.Marker, filepath.Dir(c.Marker), err)
+		}
+		for _, l := range c.Locks {
+			if ok, _ := filepath.Match(l, c.Marker); ok {
+				return usagef("--marker %s matches --lock %s: the marker would count as a running job and hold the drain to its deadline; move one of them", c.Marker, l)
+			}
+		}
+	}
+	return nil
 }
 
 // parentOf is the directory a path's file lives in; a path ending in '/'

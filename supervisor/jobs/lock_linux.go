@@ -64,7 +64,9 @@ func Lock(cfg LockConfig) int {
 		log.Warn("cannot write the lock file's content", "path", f.Name(), "err", err)
 	}
 
-	pid, err := spawn.Start(cfg.Command, f)
+	// No parent-death signal: a job must outlive a killed drainit lock,
+	// holding the flock it inherited.
+	pid, err := spawn.Start(cfg.Command, 0, f)
 	if err != nil {
 		removeIfOurs(f, log)
 		log.Error(err.Error())

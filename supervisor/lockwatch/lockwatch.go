@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -183,6 +184,8 @@ type watcher struct {
 	want    map[string]bool // directories the current scan visited
 	denied  map[string]bool // directories whose watch was refused, logged once
 	stale   map[string]bool // stale in the last scan, so logged already
+	held    []string        // the last scan's result
+	blind   map[string]bool // unreadable directories, warned about already
 }
 
 // rescan scans, keeps the watches in step with what the scan walked, and
@@ -218,7 +221,32 @@ func (w *watcher) rescan() []string {
 		now[st.path] = true
 	}
 	w.stale = now
+	held = w.keepUnknown(held)
+	w.held = held
 	return held
+}
+
+// keepUnknown adds to held the locks of the last scan that sit in a
+// directory this scan could not read: a directory made unreadable during a
+// drain must not look like every job in it finished.
+func (w *watcher) keepUnknown(held []string) []string {
+	blind := map[string]bool{}
+	for dir, err := range w.sc.unreadable {
+		var kept int
+		for _, p := range w.held {
+			if strings.HasPrefix(p, dir+"/") && !slices.Contains(held, p) {
+				held = append(held, p)
+				kept++
+			}
+		}
+		if !w.blind[dir] {
+			w.log.Warn("cannot read lock directory; counting the locks seen in it before as held", "dir", dir, "locks", kept, "err", err)
+		}
+		blind[dir] = true
+	}
+	w.blind = blind
+	slices.Sort(held)
+	return slices.Compact(held)
 }
 
 // visit is the scanner's hook: it sets a watch on dir before dir is read.

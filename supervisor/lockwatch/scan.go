@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // pattern is one lock pattern cut at its separators, so that a glob in a
@@ -73,6 +74,10 @@ type scanner struct {
 
 	found []entry
 	buf   [64]byte
+
+	// unreadable holds the directories this scan could not read for a
+	// reason other than their absence: their locks are unknown, not gone.
+	unreadable map[string]error
 }
 
 // entry is a file that matched a pattern.
@@ -89,6 +94,7 @@ type staleLock struct {
 // scan returns the held locks, sorted, and the matching files judged stale.
 func (s *scanner) scan(pats []pattern) (held []string, stale []staleLock) {
 	s.found = s.found[:0]
+	clear(s.unreadable)
 	for i := range pats {
 		s.walk(&pats[i], "/", 0)
 	}
@@ -137,13 +143,13 @@ func (s *scanner) walk(p *pattern, dir string, i int) {
 			s.consider(child)
 			return
 		}
-		ok := isDir(child)
+		ok := s.isDir(child)
 		if !ok && i == 0 {
 			// The nearest existing ancestor of a missing directory must be
 			// watched to see it created; look again once the watch is set,
 			// in case it appeared in between.
 			s.watch(dir)
-			ok = isDir(child)
+			ok = s.isDir(child)
 		}
 		if ok {
 			s.watch(child)
@@ -185,9 +191,7 @@ func (s *scanner) walk(p *pattern, dir string, i int) {
 func (s *scanner) consider(path string) {
 	fi, err := os.Lstat(path)
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			s.log.Debug("cannot stat lock file; not counted", "path", path, "err", err)
-		}
+		s.dirError(filepath.Dir(path), err)
 		return
 	}
 	switch m := fi.Mode(); {
@@ -217,12 +221,30 @@ func (s *scanner) readDir(dir string) []os.DirEntry {
 	return ents
 }
 
+// dirError notes a directory that could not be read. Gone, or replaced by
+// a file: its locks are released. Not ours to read (EACCES), or a flaky
+// network filesystem (EIO): its locks are unknown, and the watcher counts
+// the ones it saw there before as still held rather than guess them gone.
+// The next scan, by event or by poll, tries again.
 func (s *scanner) dirError(dir string, err error) {
-	// Gone since it was seen, not ours to read (EACCES), or a flaky network
-	// filesystem: the lock files in it cannot be counted this time, and the
-	// next scan, by event or by poll, tries again. Debug only, because it
-	// would repeat on every scan.
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return
+	}
 	s.log.Debug("cannot read lock directory", "dir", dir, "err", err)
+	if s.unreadable == nil {
+		s.unreadable = map[string]error{}
+	}
+	s.unreadable[dir] = err
+}
+
+// isDir reports whether path is a directory, noting one it cannot stat.
+func (s *scanner) isDir(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		s.dirError(path, err)
+		return false
+	}
+	return fi.IsDir()
 }
 
 func isDir(path string) bool {

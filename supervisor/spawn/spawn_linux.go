@@ -48,7 +48,12 @@ func ExitCode(err error) int {
 // become descriptors 3, 4, … of the command, as with exec.Cmd.ExtraFiles.
 // When drainit's group owns the terminal on stdin, the new group gets it, so
 // that Ctrl-C and Ctrl-Z reach the command directly.
-func Start(argv []string, extra ...*os.File) (int, error) {
+//
+// A non-zero orphaned is the signal the command gets if drainit dies first
+// (PR_SET_PDEATHSIG). The kernel sends it when the thread that forked exits,
+// not the process; a Go thread only exits when a goroutine locked to it
+// does, which drainit never does, so the two are the same here.
+func Start(argv []string, orphaned syscall.Signal, extra ...*os.File) (int, error) {
 	path := argv[0]
 	if !strings.Contains(path, "/") {
 		p, err := exec.LookPath(path)
@@ -76,7 +81,7 @@ func Start(argv []string, extra ...*os.File) (int, error) {
 	attr := &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: files,
-		Sys:   &syscall.SysProcAttr{Setpgid: true, Foreground: fg, Ctty: 0},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Foreground: fg, Ctty: 0, Pdeathsig: orphaned},
 	}
 	// The Go handlers that signals.Catch installed for SIGTTIN and SIGTTOU
 	// make the child start with their default action, as drainit itself

@@ -1,0 +1,163 @@
+package supervisor
+
+import (
+	"log/slog"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// noSuchPID is above the kernel's pid_max: signals to it fail with ESRCH.
+const noSuchPID = 1 << 30
+
+func testState(cfg Config) *state {
+	if cfg.Grace == 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	cfg.Log = slog.New(slog.DiscardHandler)
+	// Not PID 1: strays are this test process's descendants, and it has
+	// none. (As PID 1 they would be kill(-1): every process on the machine.)
+	return newState(cfg, noSuchPID, false)
+}
+
+func TestDeadlinesAreMonotonic(t *testing.T) {
+	s := testState(Config{Locks: []string{"/nonexistent/*.lock"}})
+	s.startDrain(syscall.SIGTERM, time.Now())
+	defer s.stopWatcher()
+	for name, d := range map[string]time.Time{"drainEnd": s.drainEnd, "budgetEnd": s.budgetEnd, "delayEnd": s.delayEnd} {
+		if !strings.Contains(d.String(), "m=") {
+			t.Errorf("%s has no monotonic reading: %v", name, d)
+		}
+	}
+}
+
+func TestBudgetArithmetic(t *testing.T) {
+	s := testState(Config{Grace: 300 * time.Second, StopTimeout: 10 * time.Second, Locks: []string{"/nonexistent/*.lock"}})
+	t0 := time.Now()
+	s.startDrain(syscall.SIGTERM, t0)
+	defer s.stopWatcher()
+	if got := s.drainEnd.Sub(t0); got != 289*time.Second {
+		t.Errorf("drain deadline %v after T0, want 289s", got)
+	}
+	if got := s.budgetEnd.Sub(t0); got != 299*time.Second {
+		t.Errorf("budget end %v after T0, want 299s", got)
+	}
+}
+
+// With no locks and no delay the stop signal goes out at once.
+func TestNoLocksStopsAtOnce(t *testing.T) {
+	s := testState(Config{})
+	now := time.Now()
+	s.onDrainSignal(syscall.SIGTERM, now)
+	if s.phase != stopping {
+		t.Fatalf("phase %v, want stopping", s.phase)
+	}
+	if got := s.appKillAt.Sub(now); got != 10*time.Second {
+		t.Errorf("SIGKILL planned %v after the stop signal, want the stop timeout", got)
+	}
+}
+
+func TestDrainEndsOnReleaseAfterDelay(t *testing.T) {
+	s := testState(Config{Delay: 2 * time.Second})
+	t0 := time.Now()
+	s.onDrainSignal(syscall.SIGTERM, t0)
+	s.advance(t0.Add(time.Second))
+	if s.phase != draining {
+		t.Fatalf("phase %v before the delay passed, want draining", s.phase)
+	}
+	if wake, ok := s.nextWake(); !ok || wake.After(t0.Add(2*time.Second)) {
+		t.Errorf("next wake %v, want by the end of the delay", wake)
+	}
+	s.advance(t0.Add(2 * time.Second))
+	if s.phase != stopping {
+		t.Fatalf("phase %v after the delay, want stopping", s.phase)
+	}
+}
+
+func TestDrainSignals(t *testing.T) {
+	s := testState(Config{Locks: []string{"/nonexistent/*.lock"}})
+	t0 := time.Now()
+	s.onDrainSignal(syscall.SIGTERM, t0)
+	defer s.stopWatcher()
+	s.onLocks([]string{"/app/lock/a.lock"})
+	s.onDrainSignal(syscall.SIGTERM, t0.Add(time.Second))
+	s.advance(t0.Add(time.Second))
+	if s.phase != draining {
+		t.Fatalf("a second SIGTERM ended the drain")
+	}
+	s.onDrainSignal(syscall.SIGINT, t0.Add(2*time.Second))
+	if s.phase != stopping {
+		t.Fatalf("SIGINT while draining: phase %v, want stopping", s.phase)
+	}
+}
+
+func TestDrainDeadline(t *testing.T) {
+	s := testState(Config{Grace: 20 * time.Second, StopTimeout: 5 * time.Second, Locks: []string{"/nonexistent/*.lock"}})
+	t0 := time.Now()
+	s.onDrainSignal(syscall.SIGTERM, t0)
+	defer s.stopWatcher()
+	s.onLocks([]string{"/app/lock/a.lock"})
+	s.advance(t0.Add(13 * time.Second))
+	if s.phase != draining {
+		t.Fatalf("phase %v before the deadline", s.phase)
+	}
+	s.advance(t0.Add(14 * time.Second))
+	if s.phase != stopping {
+		t.Fatalf("phase %v at the deadline (20s - 5s - 1s), want stopping", s.phase)
+	}
+	if !s.appKillAt.Equal(t0.Add(19 * time.Second)) {
+		t.Errorf("SIGKILL at T0+%v, want T0+19s", s.appKillAt.Sub(t0))
+	}
+}
+
+// The app exits while draining: once the locks clear, the strays get
+// TERM, then KILL no later than the budget's end, and the phase ends when
+// the reaper says no child is left.
+func TestAppExitThenStrays(t *testing.T) {
+	s := testState(Config{Locks: []string{"/nonexistent/*.lock"}})
+	t0 := time.Now()
+	var ws unix.WaitStatus // exit 0
+	s.appGone.Store(true)
+	s.onReaped(reaped{app: &ws}, t0)
+	defer s.stopWatcher()
+	if s.phase != draining {
+		t.Fatalf("app exit with a lock pattern: phase %v, want draining", s.phase)
+	}
+	s.onLocks([]string{})
+	s.advance(t0.Add(time.Second))
+	if s.phase != stopping || !s.strayTermed {
+		t.Fatalf("phase %v, strays termed %v", s.phase, s.strayTermed)
+	}
+	if !s.strayKillAt.Equal(t0.Add(11 * time.Second)) {
+		t.Errorf("strays' SIGKILL at T0+%v, want T0+11s", s.strayKillAt.Sub(t0))
+	}
+	s.onReaped(reaped{childless: true}, t0.Add(2*time.Second))
+	s.advance(t0.Add(2 * time.Second))
+	if s.phase != exited {
+		t.Fatalf("phase %v with no child left, want exited", s.phase)
+	}
+	if s.exitCode() != 0 {
+		t.Errorf("exit code %d", s.exitCode())
+	}
+}
+
+func TestStatusCode(t *testing.T) {
+	cases := map[unix.WaitStatus]int{
+		0:                                0,
+		unix.WaitStatus(42 << 8):         42,
+		unix.WaitStatus(255 << 8):        255,
+		unix.WaitStatus(syscall.SIGTERM): 143,
+		unix.WaitStatus(syscall.SIGKILL): 137,
+	}
+	for ws, want := range cases {
+		if got := statusCode(ws); got != want {
+			t.Errorf("statusCode(%#x) = %d, want %d", uint32(ws), got, want)
+		}
+	}
+}
