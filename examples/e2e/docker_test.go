@@ -1,0 +1,275 @@
+package e2e_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// appCode is what the demo exits with after its stop signal: not 0, so that
+// a pass-through is told apart from drainit's own success.
+const appCode = 3
+
+var appEnv = fmt.Sprintf("DEMO_EXIT_CODE=%d", appCode)
+
+// docker stop waits for every job, one of each kind, and returns within a
+// second of the last one; the container exits with the app's code.
+func TestDockerStopWaitsForJobs(t *testing.T) {
+	t.Parallel()
+	c := run(t, testImage(t, "drainit"), appEnv, "DRAINIT_GRACE=30")
+	c.startJob("wrapped-1", "wrapped", 2)
+	c.startJob("own-1", "own", 3)
+	stopped := c.stop(30)
+	c.waitEnd()
+
+	c.waitLine(`draining by=SIGTERM locks="2 (/app/lock/own-1.lock, /app/lock/wrapped-1.lock)"`)
+	for _, lock := range []string{"own-1", "wrapped-1"} {
+		if _, ok := c.find("released /app/lock/" + lock + ".lock"); !ok {
+			t.Errorf("no release of %s.lock logged:\n%s", lock, c.transcript())
+		}
+	}
+	for _, s := range []string{
+		"released /app/lock/", // either, then the other
+		", 0 left",
+		"drain done",
+		"stopping the app signal=TERM",
+		"demo: got SIGTERM",
+		fmt.Sprintf("exiting code=%d", appCode),
+	} {
+		c.waitLine(s)
+	}
+	c.before("job wrapped-1 finished", "stopping the app")
+	last, ok := c.find("job own-1 finished")
+	if !ok {
+		t.Fatalf("job own-1 did not finish:\n%s", c.transcript())
+	}
+	c.before("job own-1 finished", "stopping the app")
+	// drainit's part: it exits within a second of the last job. After
+	// that, the engine (containerd, the network, the port proxy) takes its
+	// own time to notice and tell docker stop; on a loaded machine that
+	// alone can take seconds, so docker stop's return is held to a looser
+	// bound: well before the grace, and not a poll interval late.
+	exiting, _ := c.find("exiting code=")
+	if d := exiting.at.Sub(last.at); d > time.Second || d < 0 {
+		t.Errorf("drainit exited %v after the last job finished, want within a second:\n%s", d, c.transcript())
+	}
+	if d := stopped.Sub(last.at); d > 5*time.Second {
+		t.Errorf("docker stop returned %v after the last job finished (drainit exited after %v):\n%s", d, exiting.at.Sub(last.at), c.transcript())
+	}
+	t.Logf("after the last job finished: drainit exited in %v, the engine recorded the exit in %v, docker stop returned in %v",
+		exiting.at.Sub(last.at).Round(time.Millisecond), c.finishedAt().Sub(last.at).Round(time.Millisecond), stopped.Sub(last.at).Round(time.Millisecond))
+	if code := c.exitCode(); code != appCode {
+		t.Errorf("exit code %d, want the app's %d:\n%s", code, appCode, c.transcript())
+	}
+}
+
+// A job that outlives the budget is given up: drainit says which, stops
+// the app itself and exits with its code before Docker's SIGKILL.
+func TestDockerStopGivesUpOnLongJob(t *testing.T) {
+	t.Parallel()
+	const grace = 10 // = docker stop -t; the drain ends at 10 - 3 - 1 = 6 s
+	c := run(t, testImage(t, "drainit"), appEnv, fmt.Sprintf("DRAINIT_GRACE=%d", grace), "DRAINIT_STOP_TIMEOUT=3")
+	c.startJob("short", "own", 1)
+	c.startJob("endless", "wrapped", 600)
+	t0 := time.Now()
+	stopped := c.stop(grace)
+	c.waitEnd()
+
+	c.waitLine("job short finished")
+	c.waitLine("drain deadline reached with 1 locks still held: /app/lock/endless.lock")
+	c.waitLine("stopping the app signal=TERM")
+	c.waitLine(fmt.Sprintf("exiting code=%d", appCode))
+	if _, ok := c.find("job endless finished"); ok {
+		t.Errorf("the endless job finished?\n%s", c.transcript())
+	}
+	if d := stopped.Sub(t0); d >= grace*time.Second {
+		t.Errorf("docker stop took %v: Docker's SIGKILL came first, at %ds:\n%s", d, grace, c.transcript())
+	}
+	if code := c.exitCode(); code != appCode {
+		t.Errorf("exit code %d, want the app's %d (137 is Docker's SIGKILL):\n%s", code, appCode, c.transcript())
+	}
+}
+
+// The contrast the README quotes: tini as PID 1 passes SIGTERM on at once,
+// the app exits, and the kernel kills the jobs with the container.
+func TestTiniLosesJobs(t *testing.T) {
+	t.Parallel()
+	c := run(t, testImage(t, "tini"), appEnv)
+	c.startJob("job-a", "own", 3)
+	c.startJob("job-b", "own", 3)
+	start := time.Now()
+	c.stop(30)
+	took := time.Since(start)
+	c.waitEnd()
+	c.waitLine("demo: got SIGTERM")
+	for _, j := range []string{"job-a", "job-b"} {
+		if l, ok := c.find("job " + j + " finished"); ok {
+			t.Errorf("under tini, job %s finished (%s): expected it lost", j, l.text)
+		}
+	}
+	if took > 3*time.Second {
+		t.Errorf("docker stop took %v under tini, expected it at once", took)
+	}
+	if code := c.exitCode(); code != appCode {
+		t.Errorf("exit code %d, want the app's %d", code, appCode)
+	}
+	t.Logf("tini: docker stop took %v and lost both jobs:\n%s", took.Round(time.Millisecond), c.transcript())
+}
+
+// docker kill -s USR1 reaches the app through drainit.
+func TestDockerKillReachesApp(t *testing.T) {
+	t.Parallel()
+	c := run(t, testImage(t, "drainit"), appEnv)
+	docker(t, "kill", "-s", "USR1", c.name)
+	c.waitLine("demo: got SIGUSR1")
+	docker(t, "kill", "-s", "HUP", c.name)
+	c.waitLine("demo: got SIGHUP")
+	c.stop(10)
+	c.waitEnd()
+	if code := c.exitCode(); code != appCode {
+		t.Errorf("exit code %d, want %d:\n%s", code, appCode, c.transcript())
+	}
+}
+
+// A CMD that does not exist: drainit says so and exits 127, like a shell.
+func TestDockerMissingCommand(t *testing.T) {
+	t.Parallel()
+	img := testImage(t, "drainit")
+	name := unique("drainit-e2e-")
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
+	out, err := exec.Command("docker", "run", "--name", name, img, "no-such-app").CombinedOutput()
+	code := -1
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	if code != 127 {
+		t.Fatalf("docker run exited %d (%v), want 127:\n%s", code, err, out)
+	}
+	if got := docker(t, "inspect", "-f", "{{.State.ExitCode}}", name); got != "127" {
+		t.Errorf("State.ExitCode %s, want 127", got)
+	}
+	// Docker exits 127 too when it cannot start the ENTRYPOINT; this line
+	// shows that drainit ran and said why.
+	if !strings.Contains(string(out), "drainit") || !strings.Contains(string(out), "no-such-app: command not found") {
+		t.Errorf("no line from drainit about the missing command:\n%s", out)
+	}
+}
+
+// docker run -it, and Ctrl-C typed on the terminal: the app, which owns
+// the container's terminal, gets SIGINT straight from it; drainit exits
+// with the app's code.
+func TestDockerRunTTYCtrlC(t *testing.T) {
+	t.Parallel()
+	img := testImage(t, "drainit")
+	master, slave := openPTY(t)
+	name := unique("drainit-e2e-")
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
+	cmd := exec.Command("docker", "run", "-it", "--name", name, "-e", appEnv, img)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	term := readTerminal(master)
+	term.waitFor(t, "listening on")
+	if _, err := master.Write([]byte{3}); err != nil { // ^C
+		t.Fatal(err)
+	}
+	term.waitFor(t, "demo: got SIGINT")
+	term.waitFor(t, fmt.Sprintf("exiting code=%d", appCode))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(long):
+		t.Fatalf("docker run did not return:\n%s", term.all())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != appCode {
+		t.Errorf("docker run exited %d, want the app's %d:\n%s", code, appCode, term.all())
+	}
+	if strings.Contains(term.all(), "by=SIGINT") {
+		t.Errorf("drainit itself got the ^C, not the app:\n%s", term.all())
+	}
+}
+
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		skipOrFail(t, "no pseudo-terminals here: "+err.Error())
+	}
+	t.Cleanup(func() { master.Close() })
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return master, slave
+}
+
+// terminal is what a pseudo-terminal's master has read, line by line.
+type terminal struct {
+	lines chan string
+	seen  []string
+}
+
+func readTerminal(master *os.File) *terminal {
+	term := &terminal{lines: make(chan string, 1000)}
+	go func() {
+		defer close(term.lines)
+		buf := make([]byte, 4096)
+		var acc string
+		for {
+			n, err := master.Read(buf)
+			acc += string(buf[:n])
+			for {
+				i := strings.IndexByte(acc, '\n')
+				if i < 0 {
+					break
+				}
+				term.lines <- strings.TrimRight(acc[:i], "\r")
+				acc = acc[i+1:]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return term
+}
+
+func (term *terminal) waitFor(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(long)
+	for {
+		select {
+		case l, ok := <-term.lines:
+			if !ok {
+				t.Fatalf("the terminal closed before %q:\n%s", s, term.all())
+			}
+			term.seen = append(term.seen, l)
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %q on the terminal:\n%s", s, term.all())
+		}
+	}
+}
+
+func (term *terminal) all() string { return strings.Join(term.seen, "\n") }
