@@ -1,0 +1,176 @@
+package podcost
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// requestTimeout bounds one write, so that a stalled API server shows up as
+// a failure to warn about and retry rather than as silence. A patch of one
+// annotation takes milliseconds on a healthy server.
+var requestTimeout = 5 * time.Second
+
+// failure is a write that did not land. kind groups failures that need the
+// same fix, so that each is warned about once, not once per retry.
+type failure struct {
+	kind  string
+	msg   string // what went wrong and how to mend it
+	attrs []any
+}
+
+func (f *failure) Error() string { return f.msg }
+
+// patcher writes the annotation. It is used by one write at a time.
+type patcher struct {
+	c       Config
+	url     string
+	timeout time.Duration
+	client  *http.Client // nil until the CA has been read
+
+	token     string
+	tokenStat os.FileInfo // of the file token was read from
+}
+
+func newPatcher(c Config) *patcher {
+	u := strings.TrimSuffix(c.Server, "/") + "/api/v1/namespaces/" + url.PathEscape(c.Namespace) +
+		"/pods/" + url.PathEscape(c.Pod) + "?fieldManager=drainit"
+	return &patcher{c: c, url: u, timeout: requestTimeout}
+}
+
+func (p *patcher) patch(ctx context.Context, cost int32) error {
+	client, err := p.httpClient()
+	if err != nil {
+		return err
+	}
+	token, err := p.readToken()
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{annotation: strconv.Itoa(int(cost))}},
+	})
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, p.url, bytes.NewReader(body))
+	if err != nil {
+		return &failure{kind: "request", msg: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "drainit")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return p.transportFailure(err)
+	}
+	defer resp.Body.Close()
+	// The body of an error is a metav1.Status whose message says why.
+	var status struct {
+		Message string `json:"message"`
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	_ = json.Unmarshal(raw, &status)
+	if status.Message == "" {
+		status.Message = strings.TrimSpace(string(raw))
+	}
+	attrs := []any{"status", resp.StatusCode, "server", status.Message}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		p.tokenStat = nil // read the token again even if the file looks unchanged
+		return &failure{kind: "401", attrs: attrs, msg: fmt.Sprintf(
+			"the API server rejects the token in %s (401 Unauthorized): mount a valid service-account token there",
+			filepath.Join(p.c.KubeDir, "token"))}
+	case http.StatusForbidden:
+		return &failure{kind: "403", attrs: attrs, msg: "the pod's service account may not patch pods (403 Forbidden): " +
+			`bind it to a Role with the rule {apiGroups: [""], resources: [pods], verbs: [patch]} ` +
+			"in namespace " + p.c.Namespace}
+	case http.StatusNotFound:
+		return &failure{kind: "404", attrs: attrs, msg: "pod " + p.c.Namespace + "/" + p.c.Pod +
+			" not found (404 Not Found): set POD_NAME and POD_NAMESPACE from the downward API " +
+			"(fieldRef metadata.name and metadata.namespace)"}
+	}
+	return &failure{kind: strconv.Itoa(resp.StatusCode), attrs: attrs,
+		msg: "the API server answered " + resp.Status}
+}
+
+func (p *patcher) transportFailure(err error) error {
+	attrs := []any{"server", p.c.Server, "err", err}
+	var ne net.Error
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return &failure{kind: "timeout", attrs: attrs, msg: fmt.Sprintf(
+			"the API server did not answer within %v", p.timeout)}
+	case errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify):
+		p.client = nil // read ca.crt again: it may have been rotated
+		return &failure{kind: "tls", attrs: attrs, msg: "the API server's certificate does not verify against " +
+			filepath.Join(p.c.KubeDir, "ca.crt")}
+	}
+	return &failure{kind: "unreachable", attrs: attrs, msg: "the API server is unreachable"}
+}
+
+// httpClient builds the client on first use, and again after a certificate
+// failure, from ca.crt.
+func (p *patcher) httpClient() (*http.Client, error) {
+	if p.client != nil {
+		return p.client, nil
+	}
+	file := filepath.Join(p.c.KubeDir, "ca.crt")
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &failure{kind: "ca", msg: "cannot read the API server's CA", attrs: []any{"err", err}}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, &failure{kind: "ca", msg: "no PEM certificate in " + file}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	p.client = &http.Client{Transport: t}
+	return p.client, nil
+}
+
+// readToken returns the bearer token, reading the file again when it has
+// changed: the kubelet rotates projected tokens by swapping a symlink, which
+// changes the file Stat follows to.
+func (p *patcher) readToken() (string, error) {
+	file := filepath.Join(p.c.KubeDir, "token")
+	st, err := os.Stat(file)
+	if err != nil {
+		return "", &failure{kind: "token", msg: "cannot read the service-account token", attrs: []any{"err", err}}
+	}
+	if p.tokenStat != nil && os.SameFile(st, p.tokenStat) && st.ModTime().Equal(p.tokenStat.ModTime()) &&
+		st.Size() == p.tokenStat.Size() {
+		return p.token, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", &failure{kind: "token", msg: "cannot read the service-account token", attrs: []any{"err", err}}
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", &failure{kind: "token", msg: "the service-account token " + file + " is empty"}
+	}
+	p.token, p.tokenStat = tok, st
+	return tok, nil
+}
