@@ -59,11 +59,14 @@ func Name(sig syscall.Signal) string {
 // Parse reads one signal given as a name with or without its SIG prefix, in
 // any case, or as a number: "TERM", "sigterm" and "15" are all SIGTERM.
 func Parse(s string) (syscall.Signal, error) {
-	v := strings.ToUpper(strings.TrimSpace(s))
+	v, ok := asciiUpper(strings.TrimSpace(s))
+	if !ok {
+		return 0, fmt.Errorf("unknown signal %q", s)
+	}
 	if v == "" {
 		return 0, fmt.Errorf("empty signal name")
 	}
-	if n, err := strconv.Atoi(v); err == nil {
+	if n, ok := digits(v); ok {
 		if n < 1 || n > Max {
 			return 0, fmt.Errorf("signal number %d is out of range 1-%d", n, Max)
 		}
@@ -79,16 +82,48 @@ func Parse(s string) (syscall.Signal, error) {
 		return sig, nil
 	}
 	if off, ok := strings.CutPrefix(v, "RTMIN+"); ok {
-		if n, err := strconv.Atoi(off); err == nil && n >= 0 && firstUsableRT+n <= Max {
+		if n, ok := digits(off); ok && n <= Max-firstUsableRT {
 			return syscall.Signal(firstUsableRT + n), nil
 		}
 	}
 	if off, ok := strings.CutPrefix(v, "RTMAX-"); ok {
-		if n, err := strconv.Atoi(off); err == nil && n >= 0 && Max-n >= firstUsableRT {
+		if n, ok := digits(off); ok && n <= Max-firstUsableRT {
 			return syscall.Signal(Max - n), nil
 		}
 	}
 	return 0, fmt.Errorf("unknown signal %q", s)
+}
+
+// asciiUpper upper-cases s, refusing anything but ASCII letters, digits
+// and '+' and '-': strings.ToUpper would turn "ſigterm" into SIGTERM.
+func asciiUpper(s string) (string, bool) {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '+', c == '-':
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
+}
+
+// digits reads a number made of decimal digits only (no sign), up to a
+// size no signal number comes near.
+func digits(s string) (int, bool) {
+	if s == "" || len(s) > 4 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // ParseList reads signals separated by commas, colons or spaces, as in

@@ -72,7 +72,7 @@ type state struct {
 	nextProgress time.Time
 
 	appKillAt   time.Time // zero until the app has its stop signal
-	appKilled   bool
+	appKilled   time.Time // when the app got SIGKILL
 	strayTermed bool
 	strayKillAt time.Time
 	strayKilled time.Time
@@ -217,13 +217,15 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 		by = "SIG" + signals.Name(cause)
 	}
 	s.log.Info("draining", "by", by, "locks", summary(s.held), "budget", left(s.drainEnd, now))
-	if cause != 0 && s.cfg.QuietSignal != 0 && !s.appGone.Load() {
-		s.send(s.cfg.QuietSignal, "sent to quiet the app")
-	}
+	// The marker first: an app that looks for it on the quiet signal
+	// must find it.
 	if s.cfg.Marker != "" {
 		if err := createMarker(s.cfg.Marker); err != nil {
 			s.log.Warn("cannot create the drain marker", "path", s.cfg.Marker, "err", err)
 		}
+	}
+	if cause != 0 && s.cfg.QuietSignal != 0 && !s.appGone.Load() {
+		s.send(s.cfg.QuietSignal, "sent to quiet the app")
 	}
 }
 
@@ -281,17 +283,47 @@ func (s *state) onLocks(held []string) {
 		return
 	}
 	s.scanned = true
-	for _, p := range s.held {
-		if !slices.Contains(held, p) {
-			s.log.Info(fmt.Sprintf("released %s, %d left", p, len(held)))
-		}
-	}
-	for _, p := range held {
-		if !slices.Contains(s.held, p) {
-			s.log.Info("new lock while draining", "path", p)
-		}
-	}
+	released, added := diff(s.held, held)
+	logChanges(s.log, released, added, len(held))
 	s.held = held
+}
+
+// maxChangeLines bounds the lines one snapshot can log: a burst of
+// thousands of files must not flood kubectl logs (or slow the drain down).
+const maxChangeLines = 10
+
+// logChanges logs each release and each new lock, or a count of them when
+// a snapshot brings more than maxChangeLines.
+func logChanges(log *slog.Logger, released, added []string, left int) {
+	if len(released)+len(added) > maxChangeLines {
+		log.Info(fmt.Sprintf("%d locks released, %d new, %d left", len(released), len(added), left))
+		return
+	}
+	for _, p := range released {
+		log.Info(fmt.Sprintf("released %s, %d left", p, left))
+	}
+	for _, p := range added {
+		log.Info("new lock while draining", "path", p)
+	}
+}
+
+// diff compares two sorted snapshots in one pass.
+func diff(old, now []string) (released, added []string) {
+	i, j := 0, 0
+	for i < len(old) || j < len(now) {
+		switch {
+		case j == len(now) || (i < len(old) && old[i] < now[j]):
+			released = append(released, old[i])
+			i++
+		case i == len(old) || now[j] < old[i]:
+			added = append(added, now[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return released, added
 }
 
 // endDrain sends the stop signal: the drain is over, whatever ended it.
@@ -338,10 +370,19 @@ func (s *state) advance(now time.Time) {
 		return
 	}
 	if !s.appGone.Load() {
-		if !s.appKilled && !now.Before(s.appKillAt) {
+		switch {
+		case s.appKilled.IsZero() && !now.Before(s.appKillAt):
 			s.log.Warn("the app did not stop in time: sending SIGKILL", "after", s.cfg.StopTimeout)
 			s.send(syscall.SIGKILL, "sent")
-			s.appKilled = true
+			s.appKilled = now
+		case !s.appKilled.IsZero() && now.Sub(s.appKilled) >= afterKill:
+			// Stuck in the kernel (D state, a huge address space to tear
+			// down): waiting longer would run past the budget. As PID 1,
+			// exiting makes the kernel finish the job.
+			s.log.Error("the app did not die after SIGKILL; exiting anyway")
+			killed := unix.WaitStatus(syscall.SIGKILL)
+			s.status = &killed
+			s.phase = exited
 		}
 		return
 	}
@@ -384,8 +425,10 @@ func (s *state) nextWake() (time.Time, bool) {
 		}
 	case stopping:
 		switch {
-		case !s.appGone.Load() && !s.appKilled:
+		case !s.appGone.Load() && s.appKilled.IsZero():
 			ts = append(ts, s.appKillAt)
+		case !s.appGone.Load():
+			ts = append(ts, s.appKilled.Add(afterKill))
 		case s.strayTermed && s.strayKilled.IsZero():
 			ts = append(ts, s.strayKillAt)
 		case !s.strayKilled.IsZero():

@@ -161,3 +161,14 @@ func TestStatusCode(t *testing.T) {
 		}
 	}
 }
+
+func TestDiff(t *testing.T) {
+	released, added := diff([]string{"a", "b", "d"}, []string{"b", "c", "d", "e"})
+	if strings.Join(released, ",") != "a" || strings.Join(added, ",") != "c,e" {
+		t.Fatalf("released %q, added %q", released, added)
+	}
+	released, added = diff(nil, nil)
+	if released != nil || added != nil {
+		t.Fatal("diff of nothing")
+	}
+}

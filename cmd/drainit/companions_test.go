@@ -19,33 +19,7 @@ func run(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(drainitBin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	p := &proc{t: t, cmd: cmd, pid: cmd.Process.Pid, more: make(chan struct{}, 1), done: make(chan struct{})}
-	go p.read(r)
-	go func() {
-		cmd.Wait()
-		p.code = cmd.ProcessState.ExitCode()
-		if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
-			p.code = 128 + int(ws.Signal())
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("output:\n%s", p.transcript())
-		}
-	})
-	return p
+	return launch(t, cmd)
 }
 
 func waitCmd(pattern string, extra ...string) []string {

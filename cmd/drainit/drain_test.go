@@ -78,7 +78,10 @@ func TestDrainDeadline(t *testing.T) {
 	dir := lockDir(t)
 	stuck := dir + "/stuck.lock"
 	os.WriteFile(stuck, nil, 0o644)
-	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--grace", "4s", "--stop-timeout", "1s", "--", selfBin)
+	// A shell, not the race-built helper: it exits at once on TERM even
+	// on a loaded machine.
+	app := `trap "echo got TERM; exit 0" TERM; echo ready; sleep 1000 & wait $!`
+	p := start(t, pid1, opts{}, "--lock", dir+"/*.lock", "--grace", "4s", "--stop-timeout", "1s", "--", "sh", "-c", app)
 	p.waitLine(`^ready`, long)
 	t0 := time.Now()
 	p.signal(syscall.SIGTERM)
@@ -86,7 +89,7 @@ func TestDrainDeadline(t *testing.T) {
 	if d := time.Since(t0); d < 2*time.Second {
 		t.Errorf("drain deadline after %v, want 4s - 1s - 1s = 2s", d)
 	}
-	p.waitLine(`^signal 15$`, long)
+	p.waitLine(`^got TERM$`, long)
 	if code := p.wait(long); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
@@ -100,8 +103,8 @@ func TestDrainDeadline(t *testing.T) {
 func TestDrainDeadlineAppIgnoresStop(t *testing.T) {
 	dir := lockDir(t)
 	os.WriteFile(dir+"/stuck.lock", nil, 0o644)
-	p := start(t, pid1, opts{env: helper("signals")}, "--lock", dir+"/*.lock", "--grace", "4s", "--stop-timeout", "1s", "--", selfBin)
-	p.waitLine(`^ready`, long)
+	p := start(t, pid1, opts{env: helper("ignterm")}, "--lock", dir+"/*.lock", "--grace", "4s", "--stop-timeout", "1s", "--", selfBin, "sleep", "1000")
+	p.waitLine(`^ignoring TERM`, long)
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(long); code != 137 {
 		t.Fatalf("exit code %d, want 137", code)
@@ -276,19 +279,7 @@ func TestDrainAfterAppExit(t *testing.T) {
 // With inotify out of reach for real (the user's instances exhausted),
 // drainit warns once and polls.
 func TestDrainPollingFallback(t *testing.T) {
-	needNamespaces(t)
-	const nobody = 65534
-	dir, err := os.MkdirTemp("", "drainit-nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
-	bin, self := filepath.Join(dir, "drainit"), filepath.Join(dir, "helper")
-	for src, dst := range map[string]string{drainitBin: bin, selfBin: self} {
-		data, _ := os.ReadFile(src)
-		os.WriteFile(dst, data, 0o755)
-	}
+	dir, bin, self := nobodyDir(t)
 	os.WriteFile(dir+"/job.lock", nil, 0o644)
 	cred := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 
@@ -307,21 +298,11 @@ func TestDrainPollingFallback(t *testing.T) {
 		t.Fatalf("hog: %q", buf[:n])
 	}
 
-	cmd := exec.Command(bin, "--lock", dir+"/*.lock", "--poll", "100ms", "--", "sleep", "1000")
-	cmd.SysProcAttr = cred
-	r, w, _ := os.Pipe()
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	p := &proc{t: t, cmd: cmd, pid: cmd.Process.Pid, more: make(chan struct{}, 1), done: make(chan struct{})}
-	go p.read(r)
-	go func() { cmd.Wait(); p.code = cmd.ProcessState.ExitCode(); close(p.done) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-p.done })
+	p := runAs(t, nobody, bin, "--lock", dir+"/*.lock", "--poll", "100ms", "--", "sleep", "1000")
 	p.waitLine(`started command=`, long)
 	p.signal(syscall.SIGTERM)
 	p.waitLine(`warn: .*inotify.*max_user_instances`, long)
+	p.waitLine(`draining by=SIGTERM locks="1 `, long) // the scan after the warning
 	os.Remove(dir + "/job.lock")
 	p.waitLine(`released .*job.lock, 0 left`, long)
 	p.wait(long)

@@ -3,7 +3,6 @@ package main_test
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -111,7 +110,8 @@ type proc struct {
 	out  []string
 	seen int // lines already matched by waitLine
 	more chan struct{}
-	done chan struct{}
+	done chan struct{} // the process exited; code is set
+	eof  chan struct{} // its output is all read
 	code int
 }
 
@@ -141,6 +141,17 @@ func start(t *testing.T, m mode, o opts, args ...string) *proc {
 	}
 	cmd.Env = append(os.Environ(), o.env...)
 	cmd.Stdin = o.stdin
+	p := launch(t, cmd)
+	if m.pid1 {
+		p.pid = p.childOf(cmd.Process.Pid)
+	}
+	return p
+}
+
+// launch starts cmd with its stdout and stderr read line by line into a
+// proc, and ends it with the test.
+func launch(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -150,13 +161,13 @@ func start(t *testing.T, m mode, o opts, args ...string) *proc {
 		t.Fatal(err)
 	}
 	w.Close()
-	p := &proc{t: t, cmd: cmd, more: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &proc{t: t, cmd: cmd, pid: cmd.Process.Pid, more: make(chan struct{}, 1), done: make(chan struct{}), eof: make(chan struct{})}
 	go p.read(r)
 	go func() {
-		err := cmd.Wait()
+		cmd.Wait()
 		p.code = cmd.ProcessState.ExitCode()
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && p.code < 0 {
-			p.code = 128 + int(ee.Sys().(syscall.WaitStatus).Signal())
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			p.code = 128 + int(ws.Signal())
 		}
 		close(p.done)
 	}()
@@ -164,23 +175,28 @@ func start(t *testing.T, m mode, o opts, args ...string) *proc {
 		select {
 		case <-p.done:
 		default:
-			if p.pid > 0 {
-				syscall.Kill(p.pid, syscall.SIGKILL)
-			}
+			syscall.Kill(p.pid, syscall.SIGKILL)
 			cmd.Process.Kill()
 			<-p.done
 		}
+		p.drained()
 		if strings.Contains(p.transcript(), "DATA RACE") {
 			t.Errorf("the race detector found a data race:\n%s", p.transcript())
 		} else if t.Failed() {
 			t.Logf("output:\n%s", p.transcript())
 		}
 	})
-	p.pid = cmd.Process.Pid
-	if m.pid1 {
-		p.pid = p.childOf(cmd.Process.Pid)
-	}
 	return p
+}
+
+// drained waits, briefly, for the last lines after the process exited.
+// The pipe ends when every process holding it is gone; one the test left
+// running on purpose (a job outliving its wrapper) may keep it open.
+func (p *proc) drained() {
+	select {
+	case <-p.eof:
+	case <-time.After(time.Second):
+	}
 }
 
 // childOf waits for unshare to fork and returns its child, drainit.
@@ -203,6 +219,7 @@ func (p *proc) childOf(pid int) int {
 }
 
 func (p *proc) read(r io.Reader) {
+	defer close(p.eof)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		p.mu.Lock()
@@ -240,13 +257,7 @@ func (p *proc) waitLine(re string, timeout time.Duration) []string {
 		select {
 		case <-p.more:
 		case <-p.done:
-			// The reader may still hold the last lines; give it one
-			// more look after the pipe's end.
-			select {
-			case <-p.more:
-				continue
-			case <-time.After(100 * time.Millisecond):
-			}
+			p.drained()
 			p.mu.Lock()
 			found := false
 			for i := p.seen; i < len(p.out); i++ {
@@ -272,6 +283,7 @@ func (p *proc) waitSeen(re string, timeout time.Duration) {
 		select {
 		case <-p.more:
 		case <-p.done:
+			p.drained()
 			if !rx.MatchString(p.transcript()) {
 				p.t.Fatalf("drainit exited (%d) before printing a line matching %q:\n%s", p.code, re, p.transcript())
 			}
@@ -305,6 +317,7 @@ func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()
 	select {
 	case <-p.done:
+		p.drained()
 		return p.code
 	case <-time.After(timeout):
 		p.t.Fatalf("drainit still running after %v:\n%s", timeout, p.transcript())

@@ -28,7 +28,7 @@ func helperMain(mode string, args []string) int {
 		n, _ := strconv.Atoi(args[0])
 		return n
 	case "launch":
-		return launch(args)
+		return launchIgnoring(args)
 	case "job":
 		return job(args[0], args[1], args[2])
 	case "exhaust-inotify":
@@ -104,9 +104,9 @@ func exhaustInotify() int {
 	return 0
 }
 
-// launch execs args with SIGINT ignored and SIGUSR2 blocked, the way a
+// launchIgnoring execs args with SIGINT ignored and SIGUSR2 blocked, the way a
 // shell script or a parent with its own mask would start drainit.
-func launch(args []string) int {
+func launchIgnoring(args []string) int {
 	signal.Ignore(syscall.SIGINT)
 	runtime.LockOSThread()
 	var set unix.Sigset_t

@@ -19,7 +19,13 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
-func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+// usagef formats a usage error. Values quoted in it come from the user and
+// may hold line breaks; escaping them keeps the message on one line.
+func usagef(format string, a ...any) error {
+	return &usageError{oneLine.Replace(fmt.Sprintf(format, a...))}
+}
+
+var oneLine = strings.NewReplacer("\n", `\n`, "\r", `\r`)
 
 // options is a flag set whose every flag can also come from its DRAINIT_*
 // variable; a flag given on the command line beats its variable.
@@ -272,10 +278,13 @@ func parseDuration(s string) (time.Duration, error) {
 		if f < 0 {
 			return 0, fmt.Errorf("must not be negative")
 		}
-		if f > float64(1<<63-1)/float64(time.Second) || f != f {
+		// Compare in float64 before converting: the largest float below
+		// 2^63 ns must not wrap around to a negative duration.
+		ns := f * float64(time.Second)
+		if ns != ns || ns >= 1<<63 {
 			return 0, fmt.Errorf("too long")
 		}
-		return time.Duration(f * float64(time.Second)), nil
+		return time.Duration(ns), nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {

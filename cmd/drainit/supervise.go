@@ -29,7 +29,7 @@ func parseSupervise(args []string, getenv func(string) string) (supervisor.Confi
 		return c, nil, usagef("no command to run; usage: drainit [flags] [--] COMMAND [ARG...]")
 	}
 	c.Command = rest
-	if min := c.StopTimeout + time.Second; c.Grace <= min {
+	if c.Grace-c.StopTimeout <= time.Second { // not StopTimeout+1s: that can overflow
 		return c, nil, usagef("--grace %v must be more than --stop-timeout %v + 1s; raise --grace (and terminationGracePeriodSeconds) or lower --stop-timeout", c.Grace, c.StopTimeout)
 	}
 	if err := checkSupervise(&c); err != nil {
