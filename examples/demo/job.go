@@ -42,21 +42,30 @@ func job(args []string) int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	start := time.Now()
-	fmt.Printf("demo: job %s started (pid %d, %gs, lock %s)\n", name, os.Getpid(), secs, lockName(lock))
+	say("demo: job %s started (pid %d, %gs, lock %s)", name, os.Getpid(), secs, lockName(lock))
 	select {
 	case <-time.After(time.Duration(secs * float64(time.Second))): // the job's work
+		// Said before the lock goes: once it is gone, drainit may stop
+		// the app at once.
+		say("demo: job %s finished after %s", name, time.Since(start).Round(time.Millisecond))
 		if lock != "" {
 			os.Remove(lock)
 		}
-		fmt.Printf("demo: job %s finished after %s\n", name, time.Since(start).Round(time.Millisecond))
 		return 0
 	case sig := <-term:
+		say("demo: job %s interrupted by %s after %s: its work is lost", name, sigName(sig), time.Since(start).Round(time.Millisecond))
 		if lock != "" {
 			os.Remove(lock)
 		}
-		fmt.Printf("demo: job %s interrupted by %s after %s: its work is lost\n", name, sigName(sig), time.Since(start).Round(time.Millisecond))
 		return 128 + int(sig.(syscall.Signal))
 	}
+}
+
+// say writes a line to stderr, where the app and drainit write theirs: one
+// pipe keeps the lines in the order they were written (docker logs reads
+// stdout and stderr apart, and interleaves them as it gets them).
+func say(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
 }
 
 func lockName(lock string) string {
