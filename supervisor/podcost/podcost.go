@@ -101,10 +101,10 @@ func FromEnv(c Config, getenv func(string) string) (Config, error) {
 // Run keeps the pod's deletion cost equal to the latest value received on
 // counts (the number of held locks), clamped to int32. It writes the first
 // value at once, so a restarted container does not keep its predecessor's
-// cost; after that only a changed value, at most once per c.Interval, and
-// the last value of a burst always (trailing edge). Writes happen beside the
-// loop that reads counts, so a slow or unreachable API server never blocks
-// the sender. Failures are warned about once per kind and retried with
+// cost; after that only a changed value, at most once per c.Interval (from
+// the end of one write to the start of the next), and the last value of a
+// burst always (trailing edge). Writes happen beside the loop that reads
+// counts, so a slow or unreachable API server never blocks the sender. Failures are warned about once per kind and retried with
 // exponential backoff up to six intervals.
 //
 // Run returns nil when ctx ends. Closing counts means no more values: the
@@ -155,7 +155,6 @@ func Run(ctx context.Context, c Config, counts <-chan int) error {
 				wakeC = wake.C
 			} else {
 				inflight = true
-				next = time.Now().Add(c.Interval)
 				go func(v int32) { results <- result{v, p.patch(ctx, v)} }(want)
 			}
 		}
@@ -179,6 +178,10 @@ func Run(ctx context.Context, c Config, counts <-chan int) error {
 					log.Debug("pod-deletion-cost written", "cost", r.cost)
 				}
 				have, synced, backoff = r.cost, true, 0
+				// The interval counts from the end of a write, so that
+				// the server sees no two writes closer than Interval
+				// even when one was slow to arrive.
+				next = time.Now().Add(c.Interval)
 				continue
 			}
 			if ctx.Err() != nil {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on 127.0.0.1 for the deletion-cost tests:
 # etcd (Debian's etcd-server), kube-apiserver and kube-controller-manager
-# (built from k8s.io/kubernetes in this module, cached), no scheduler, no
+# (built from k8s.io/kubernetes by the module ./build, cached), no scheduler, no
 # kubelet: pods stay Pending, which is all a ReplicaSet scale-down needs.
 #
 #   kube.sh test [go test flags]  build, start in a temp dir, run this module's tests, stop
@@ -11,20 +11,21 @@
 #
 # DIR/start-apiserver starts kube-apiserver again after a test stopped it.
 # The binaries are cached in ${XDG_CACHE_HOME:-~/.cache}/drainit-kube/KEY,
-# KEY naming the Kubernetes version, Go version and go.sum.
+# KEY naming the Kubernetes version, Go version and build/go.sum.
 set -euo pipefail
+shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
 
 build() {
 	local v key dir
-	v=$(grep -Eo 'k8s.io/kubernetes v[0-9.]+' "$here/go.mod" | head -1 | cut -d' ' -f2)
-	key="$v-$(go env GOVERSION)-$(go env GOARCH)-$(sha256sum "$here/go.sum" | cut -c1-12)"
+	v=$(grep -Eo 'k8s.io/kubernetes v[0-9.]+' "$here/build/go.mod" | head -1 | cut -d' ' -f2)
+	key="$v-$(go env GOVERSION)-$(go env GOARCH)-$(sha256sum "$here/build/go.sum" | cut -c1-12)"
 	dir="${XDG_CACHE_HOME:-$HOME/.cache}/drainit-kube/$key"
 	if [ ! -x "$dir/kube-apiserver" ] || [ ! -x "$dir/kube-controller-manager" ]; then
 		echo "== building kube-apiserver and kube-controller-manager $v (minutes; cached in $dir)" >&2
 		local start=$SECONDS
 		mkdir -p "$dir.tmp"
-		(cd "$here" && go build -trimpath -ldflags='-s -w' -o "$dir.tmp/" \
+		(cd "$here/build" && go build -trimpath -ldflags='-s -w' -o "$dir.tmp/" \
 			k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager) >&2
 		rm -rf "$dir" && mv "$dir.tmp" "$dir"
 		echo "== built in $((SECONDS - start))s" >&2
@@ -121,8 +122,7 @@ up() {
 	etcd --name drainit-test --data-dir "$dir/etcd" \
 		--listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
 		--listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-		--initial-cluster "drainit-test=http://127.0.0.1:$peer_port" \
-		--unsafe-no-fsync >"$dir/etcd.log" 2>&1 &
+		--initial-cluster "drainit-test=http://127.0.0.1:$peer_port" >"$dir/etcd.log" 2>&1 &
 	echo $! >"$dir/etcd.pid"
 
 	# --endpoint-reconciler-type=none: with 127.0.0.1 as its address the
@@ -181,19 +181,20 @@ down() {
 }
 
 run_tests() {
-	local dir rc=0
-	dir=$(mktemp -d "${TMPDIR:-/tmp}/drainit-kube.XXXXXX")
-	trap 'down "$dir"; rm -rf "$dir"' EXIT
-	up "$dir"
+	local rc=0
+	# Global, not local: the EXIT trap runs after this function returns.
+	test_dir=$(mktemp -d "${TMPDIR:-/tmp}/drainit-kube.XXXXXX")
+	trap 'down "$test_dir"; rm -rf "$test_dir"' EXIT
+	up "$test_dir"
 	set -a
 	# shellcheck disable=SC1091
-	. "$dir/env"
+	. "$test_dir/env"
 	set +a
-	(cd "$here" && go test -count=1 "$@" ./...) || rc=$?
+	(cd "$here" && go vet ./... && go test -count=1 "$@" ./...) || rc=$?
 	if [ $rc -ne 0 ]; then
 		for f in kube-apiserver kube-controller-manager; do
 			echo "== the end of $f.log" >&2
-			tail -20 "$dir/$f.log" >&2
+			tail -20 "$test_dir/$f.log" >&2
 		done
 	fi
 	return $rc
