@@ -175,7 +175,11 @@ func launch(t *testing.T, cmd *exec.Cmd) *proc {
 		select {
 		case <-p.done:
 		default:
-			syscall.Kill(p.pid, syscall.SIGKILL)
+			// The whole tree: an app that outlived its drainit would run
+			// on after the test, reparented to the machine's init.
+			for _, pid := range append(tree(p.pid), p.pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
 			cmd.Process.Kill()
 			<-p.done
 		}
@@ -354,6 +358,16 @@ func children(pid int) map[int]byte {
 		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
 			out[n] = f[0][0]
 		}
+	}
+	return out
+}
+
+// tree lists the descendants of pid.
+func tree(pid int) []int {
+	var out []int
+	for kid := range children(pid) {
+		out = append(out, kid)
+		out = append(out, tree(kid)...)
 	}
 	return out
 }

@@ -48,7 +48,9 @@ func printSignals(exitOn string) int {
 	c := make(chan os.Signal, 64)
 	var all []os.Signal
 	for s := syscall.Signal(1); s < 32; s++ {
-		if s != syscall.SIGKILL && s != syscall.SIGSTOP {
+		// Not SIGPIPE: with its stdout gone the helper should die, not
+		// print "signal 13" into the broken pipe forever.
+		if s != syscall.SIGKILL && s != syscall.SIGSTOP && s != syscall.SIGPIPE {
 			all = append(all, s)
 		}
 	}
