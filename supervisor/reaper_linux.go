@@ -9,8 +9,11 @@ import (
 )
 
 // backstop is how often the reaper looks for exited children without being
-// told: a SIGCHLD can be coalesced or dropped, an exit status never.
-const backstop = 5 * time.Second
+// told. It should never find anything: os/signal drops a SIGCHLD only when
+// the channel's one slot is full, and then a pass is already pending. It is
+// a guard against what that reasoning misses, slow enough (once a minute)
+// that an idle drainit does not wake up for it.
+const backstop = time.Minute
 
 // reaped is what one pass of the reaper learned.
 type reaped struct {

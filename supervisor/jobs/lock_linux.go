@@ -9,11 +9,10 @@
 package jobs
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -136,9 +135,9 @@ func acquire(path string, wait time.Duration) (*os.File, error) {
 
 func createUnique(dir string) (*os.File, error) {
 	for range 10 {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		name := filepath.Join(dir, fmt.Sprintf("job-%d-%s.lock", os.Getpid(), hex.EncodeToString(b[:])))
+		// Not crypto/rand: O_EXCL makes the name safe, the random part
+		// only makes a clash rare, and crypto would double the binary.
+		name := filepath.Join(dir, fmt.Sprintf("job-%d-%08x.lock", os.Getpid(), rand.Uint32()))
 		f, err := create(name)
 		if errors.Is(err, unix.EEXIST) {
 			continue
