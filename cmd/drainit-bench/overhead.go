@@ -47,8 +47,9 @@ func startToExit(c *config, t *table) error {
 	return nil
 }
 
-// idleRun is the inits started at the beginning of the run, each
-// supervising `sleep infinity`, measured over the idle window.
+// idleRun is the inits started at the beginning of the run, each PID 1 of
+// its own namespace supervising `sleep infinity`, measured over the idle
+// window. unshare's --kill-child ends the namespace if the run is cut short.
 type idleRun struct {
 	window time.Duration
 	begin  time.Time
@@ -57,7 +58,8 @@ type idleRun struct {
 
 type idleProc struct {
 	col       string
-	cmd       *exec.Cmd
+	cmd       *exec.Cmd // unshare
+	pid       int       // the init
 	cpu0, cs0 int64
 }
 
@@ -68,6 +70,7 @@ func startIdle(c *config) (*idleRun, error) {
 	}
 	run := &idleRun{window: c.idle}
 	add := func(col string, argv ...string) error {
+		argv = append(append(append([]string{}, c.unshare...), "--kill-child"), argv...)
 		cmd := exec.Command(argv[0], append(argv[1:], "sleep", "infinity")...)
 		if err := start(cmd); err != nil {
 			return err
@@ -76,7 +79,7 @@ func startIdle(c *config) (*idleRun, error) {
 		return nil
 	}
 	if c.tini != "" {
-		if err := add(colTini, c.tini, "-s", "--"); err != nil {
+		if err := add(colTini, c.tini, "--"); err != nil {
 			return nil, err
 		}
 	}
@@ -92,7 +95,8 @@ func startIdle(c *config) (*idleRun, error) {
 	for _, p := range run.procs {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			if len(children(p.cmd.Process.Pid)) > 0 {
+			if pid, err := firstChild(p.cmd.Process.Pid); err == nil && len(children(pid)) > 0 {
+				p.pid = pid
 				break
 			}
 			if time.Now().After(deadline) {
@@ -104,7 +108,7 @@ func startIdle(c *config) (*idleRun, error) {
 	time.Sleep(500 * time.Millisecond) // start-up work is not idle work
 	run.begin = time.Now()
 	for _, p := range run.procs {
-		p.cpu0, p.cs0 = cpuAndSwitches(p.cmd.Process.Pid)
+		p.cpu0, p.cs0 = cpuAndSwitches(p.pid)
 	}
 	return run, nil
 }
@@ -114,17 +118,17 @@ func (r *idleRun) finish(t *table) error {
 	time.Sleep(time.Until(r.begin.Add(r.window)))
 	took := time.Since(r.begin)
 	for _, p := range r.procs {
-		pid := p.cmd.Process.Pid
-		cpu, cs := cpuAndSwitches(pid)
-		rss, err := statusKB(pid, "VmRSS:")
+		cpu, cs := cpuAndSwitches(p.pid)
+		rss, err := statusKB(p.pid, "VmRSS:")
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.col, err)
 		}
 		t.setMiB("idle RSS", p.col, rss<<10)
 		t.setDur(fmt.Sprintf("idle CPU time over %v", r.window), p.col, time.Duration(cpu-p.cpu0))
 		t.set("idle wakeups per minute", p.col, float64(cs-p.cs0)/took.Minutes(), fmt.Sprintf("%.1f", float64(cs-p.cs0)/took.Minutes()))
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		p.cmd.Wait()
+		// SIGTERM reaches sleep through the init, and the namespace ends.
+		_ = syscall.Kill(p.pid, syscall.SIGTERM)
+		_ = p.cmd.Wait()
 	}
 	return nil
 }
