@@ -25,6 +25,16 @@
 //	DRAINIT_LOG_FORMAT    --log-format F    text or json (text)
 //	DRAINIT_LOG_LEVEL     --log-level L     debug, info, warn or error (info)
 //
+// drainit wait takes --lock, --poll, --stale-pid and the log flags above,
+// and also:
+//
+//	DRAINIT_TIMEOUT       --timeout DUR     give up and exit 1 after this long (no limit)
+//	DRAINIT_LOG_TO_PID1   --log-to-pid1     also write to PID 1's stdout, for kubectl logs (true)
+//
+// drainit lock takes the log flags and:
+//
+//	DRAINIT_WAIT          --wait DUR        wait this long for a held lock instead of exiting 1 (0)
+//
 // Exit codes: the app's own; 128+N when the app was killed by signal N; 127
 // when COMMAND is not found, 126 when it cannot be executed; 2 for bad flags,
 // variables or arguments.
