@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/drainit/drainit/signals"
+	"github.com/drainit/drainit/supervisor/podcost"
 	"github.com/drainit/drainit/supervisor/spawn"
 )
 
@@ -41,6 +42,11 @@ type Config struct {
 	Marker      string           // created when the drain starts; "" for none
 	Group       bool             // signals go to the app's process group
 	StalePID    bool             // a lock naming a dead PID is released
+
+	// DeletionCost, when not nil, keeps the pod's deletion cost equal to
+	// the number of held locks for drainit's whole life (podcost.FromEnv
+	// fills it). Its failures are logged and never change the supervision.
+	DeletionCost *podcost.Config
 }
 
 // Run starts the app, supervises it through its whole life and returns the
@@ -98,6 +104,9 @@ func Run(cfg Config) int {
 	g.Add(func() error { s.route(ctx); return nil }, func(error) { cancel() })
 	g.Add(func() error { s.reap(ctx); return nil }, func(error) { cancel() })
 	g.Add(func() error { s.control(ctx); return nil }, func(error) { cancel() })
+	if cfg.DeletionCost != nil {
+		g.Add(func() error { s.keepCost(ctx, *cfg.DeletionCost); return nil }, func(error) { cancel() })
+	}
 	_ = g.Run()
 
 	code := s.exitCode()

@@ -68,7 +68,7 @@ func FuzzParseDuration(f *testing.F) {
 // FuzzParseSupervise runs drainit's own command line, NUL-separated, with
 // up to two DRAINIT_* variables chosen by index among its flags.
 func FuzzParseSupervise(f *testing.F) {
-	names := flagNames(superviseOptions(&supervisor.Config{}, &logFlags{}, noEnv))
+	names := flagNames(superviseOptions(&supervisor.Config{}, &logFlags{}, &kubeFlags{}, noEnv))
 	f.Fuzz(func(t *testing.T, args string, i1 uint8, v1 string, i2 uint8, v2 string) {
 		argv, getenv := fuzzInput(names, args, i1, v1, i2, v2)
 		c, log, err := parseSupervise(argv, getenv)
@@ -155,7 +155,7 @@ func FuzzFlagEnvMerge(f *testing.F) {
 		parse func([]string, func(string) string) (any, error)
 	}
 	var toPID1 bool
-	sup := superviseOptions(&supervisor.Config{}, &logFlags{}, noEnv)
+	sup := superviseOptions(&supervisor.Config{}, &logFlags{}, &kubeFlags{}, noEnv)
 	wait := waitOptions(&jobs.WaitConfig{}, &logFlags{}, &toPID1, noEnv)
 	lock := lockOptions(&jobs.LockConfig{}, &logFlags{}, noEnv)
 	parsers := []parser{

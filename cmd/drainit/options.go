@@ -201,6 +201,30 @@ func (o *options) path(name string, dst *string, help string) {
 	}, func() string { return *dst })
 }
 
+// varName is the name of an environment variable.
+func (o *options) varName(name string, dst *string, def string, help string) {
+	*dst = def
+	o.add(name, help, func(s string) error {
+		if !validVarName(s) {
+			return fmt.Errorf("not a variable name; use letters, digits and '_', like POD_NAME")
+		}
+		*dst = s
+		return nil
+	}, func() string { return *dst })
+}
+
+func validVarName(s string) bool {
+	for i, r := range s {
+		switch {
+		case r == '_', 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
 // checkGlob refuses patterns filepath.Match cannot read and makes the rest
 // absolute, so that what is watched does not depend on a later chdir.
 func checkGlob(s string) (string, error) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -46,6 +48,42 @@ func TestAcceptedCombinations(t *testing.T) {
 		if _, _, err := parseSupervise(args, env()); err != nil {
 			t.Errorf("%q: %v", args, err)
 		}
+	}
+}
+
+// inPod is the environment of a pod with the downward-API variables set,
+// plus kv.
+func inPod(kv ...string) []string {
+	return append([]string{"KUBERNETES_SERVICE_HOST", "10.96.0.1", "KUBERNETES_SERVICE_PORT", "443",
+		"POD_NAME", "web-0", "HOSTNAME", "web-0"}, kv...)
+}
+
+// --deletion-cost takes the pod from the environment, the credentials from
+// --kube-dir, and is off (nil) unless asked for.
+func TestDeletionCostOptions(t *testing.T) {
+	c, _, err := parseSupervise([]string{"--lock", "/l/*.lock", "app"}, env(inPod()...))
+	if err != nil || c.DeletionCost != nil {
+		t.Fatalf("without --deletion-cost: %v, DeletionCost %+v", err, c.DeletionCost)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"token", "ca.crt"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _, err = parseSupervise([]string{"--lock", "/l/*.lock", "--kube-dir", dir, "app"},
+		env(inPod("DRAINIT_DELETION_COST", "true", "DRAINIT_DELETION_COST_INTERVAL", "30",
+			"DRAINIT_POD_NAMESPACE_VAR", "MY_NS", "MY_NS", "shop")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := c.DeletionCost
+	if pc == nil {
+		t.Fatal("DRAINIT_DELETION_COST=true left DeletionCost nil")
+	}
+	if pc.Server != "https://10.96.0.1:443" || pc.Pod != "web-0" || pc.Namespace != "shop" ||
+		pc.KubeDir != dir || pc.Interval != 30*time.Second {
+		t.Errorf("DeletionCost = %+v", *pc)
 	}
 }
 
@@ -132,6 +170,14 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--marker", "/no/such/dir/draining", "app"}, nil, "directory /no/such/dir does not exist"},
 		{[]string{"--bogus", "app"}, nil, "unknown flag --bogus"},
 		{[]string{"--grace"}, nil, "flag needs an argument"},
+		{[]string{"--deletion-cost", "app"}, nil, "--deletion-cost counts held locks, and no --lock is given"},
+		{[]string{"--deletion-cost", "--lock", "/l/*.lock", "app"}, nil, "--deletion-cost: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set"},
+		{[]string{"--deletion-cost", "--lock", "/l/*.lock", "--kube-dir", "/no/such/dir", "app"}, inPod("POD_NAMESPACE", "shop"), "no service-account token: mount one"},
+		{[]string{"--deletion-cost", "--lock", "/l/*.lock", "--pod-name-var", "MY_POD", "app"}, inPod("HOSTNAME", ""), "set MY_POD from the downward API"},
+		{[]string{"--pod-name-var", "MY-POD", "app"}, nil, `--pod-name-var="MY-POD": not a variable name`},
+		{[]string{"app"}, []string{"DRAINIT_POD_NAMESPACE_VAR", "1NS"}, `DRAINIT_POD_NAMESPACE_VAR="1NS": not a variable name`},
+		{[]string{"--deletion-cost-interval", "10ms", "app"}, nil, `--deletion-cost-interval="10ms": must be at least 100ms`},
+		{[]string{"app"}, []string{"DRAINIT_DELETION_COST", "maybe"}, `DRAINIT_DELETION_COST="maybe": not a boolean`},
 	}
 	for _, c := range cases {
 		_, _, err := parseSupervise(c.args, env(c.env...))

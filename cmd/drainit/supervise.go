@@ -20,7 +20,8 @@ import (
 func parseSupervise(args []string, getenv func(string) string) (supervisor.Config, *slog.Logger, error) {
 	var c supervisor.Config
 	var lf logFlags
-	o := superviseOptions(&c, &lf, getenv)
+	var kf kubeFlags
+	o := superviseOptions(&c, &lf, &kf, getenv)
 	rest, err := o.parse(args)
 	if err != nil {
 		return c, nil, err
@@ -35,12 +36,15 @@ func parseSupervise(args []string, getenv func(string) string) (supervisor.Confi
 	if err := checkSupervise(&c); err != nil {
 		return c, nil, err
 	}
+	if err := kf.configure(&c, getenv); err != nil {
+		return c, nil, err
+	}
 	log, err := lf.logger(os.Stderr)
 	return c, log, err
 }
 
 // superviseOptions declares drainit's flags, bound to c and lf.
-func superviseOptions(c *supervisor.Config, lf *logFlags, getenv func(string) string) *options {
+func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv func(string) string) *options {
 	o := newOptions("drainit", getenv)
 	o.globs("lock", &c.Locks, "a lock file pattern; a matching file is a running job")
 	o.duration("grace", &c.Grace, 30*time.Second, time.Nanosecond, "the whole budget from the first stop signal to drainit's exit")
@@ -53,6 +57,7 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, getenv func(string) st
 	o.boolean("group", &c.Group, "signal the app's whole process group")
 	o.duration("poll", &c.Poll, time.Second, time.Millisecond, "rescan interval while draining")
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
+	kf.register(o)
 	lf.register(o)
 	return o
 }
@@ -87,16 +92,17 @@ func checkSupervise(c *supervisor.Config) error {
 		}
 	}
 	if c.Marker != "" {
+		// First: the fix it asks for may also mend the directory.
+		for _, l := range c.Locks {
+			if ok, _ := filepath.Match(l, c.Marker); ok {
+				return usagef("--marker %s matches --lock %s: the marker would count as a running job and hold the drain to its deadline; move one of them", c.Marker, l)
+			}
+		}
 		if err := checkDir(filepath.Dir(c.Marker)); err != nil {
 			return usagef("--marker %s: %v; create the directory or choose another path", c.Marker, err)
 		}
 		if err := unix.Access(filepath.Dir(c.Marker), unix.W_OK); err != nil {
 			return usagef("--marker %s: directory %s is not writable (%v); choose a writable path, like /tmp/draining", c.Marker, filepath.Dir(c.Marker), err)
-		}
-		for _, l := range c.Locks {
-			if ok, _ := filepath.Match(l, c.Marker); ok {
-				return usagef("--marker %s matches --lock %s: the marker would count as a running job and hold the drain to its deadline; move one of them", c.Marker, l)
-			}
 		}
 	}
 	return nil
@@ -132,5 +138,5 @@ usage: drainit [flags] [--] COMMAND [ARG...]
 
 flags (each also set by the variable in brackets):
 `)
-	superviseOptions(&supervisor.Config{}, &logFlags{}, noEnv).printDefaults(f)
+	superviseOptions(&supervisor.Config{}, &logFlags{}, &kubeFlags{}, noEnv).printDefaults(f)
 }

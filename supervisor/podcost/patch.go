@@ -103,8 +103,8 @@ func (p *patcher) patch(ctx context.Context, cost int32) error {
 			"in namespace " + p.c.Namespace}
 	case http.StatusNotFound:
 		return &failure{kind: "404", attrs: attrs, msg: "pod " + p.c.Namespace + "/" + p.c.Pod +
-			" not found (404 Not Found): set POD_NAME and POD_NAMESPACE from the downward API " +
-			"(fieldRef metadata.name and metadata.namespace)"}
+			" not found (404 Not Found): set " + p.c.PodVar + " and " + p.c.NamespaceVar +
+			" from the downward API (fieldRef metadata.name and metadata.namespace)"}
 	}
 	return &failure{kind: strconv.Itoa(resp.StatusCode), attrs: attrs,
 		msg: "the API server answered " + resp.Status}

@@ -38,9 +38,13 @@ type Config struct {
 	Interval  time.Duration // least time between two writes (default 5s); the last value is always written
 	KubeDir   string        // token, ca.crt, namespace; default /var/run/secrets/kubernetes.io/serviceaccount
 	Server    string        // https://host:port; from KUBERNETES_SERVICE_HOST/PORT when empty
-	Pod       string        // POD_NAME, else HOSTNAME
-	Namespace string        // POD_NAMESPACE, else the namespace file
+	Pod       string        // $PodVar, else HOSTNAME
+	Namespace string        // $NamespaceVar, else the namespace file
 	Log       *slog.Logger  // nil discards
+
+	// The downward-API variables FromEnv reads the pod's name and
+	// namespace from; POD_NAME and POD_NAMESPACE when empty.
+	PodVar, NamespaceVar string
 }
 
 // FromEnv fills the empty fields of c from the environment and c.KubeDir the
@@ -48,15 +52,10 @@ type Config struct {
 // provide it; it also fails when the token or the CA cannot be read, since
 // then no write could ever succeed.
 func FromEnv(c Config, getenv func(string) string) (Config, error) {
-	if c.KubeDir == "" {
-		c.KubeDir = defaultKubeDir
-	}
-	if c.Interval == 0 {
-		c.Interval = defaultInterval
-	}
 	if c.Interval < 0 {
 		return c, fmt.Errorf("deletion-cost interval %v is negative: give a duration such as 5s", c.Interval)
 	}
+	c.defaults()
 	if c.Server == "" {
 		host, port := getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT")
 		if host == "" || port == "" {
@@ -69,23 +68,23 @@ func FromEnv(c Config, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("API server %q is not a URL such as https://10.96.0.1:443", c.Server)
 	}
 	if c.Pod == "" {
-		c.Pod = getenv("POD_NAME")
+		c.Pod = getenv(c.PodVar)
 	}
 	if c.Pod == "" {
 		c.Pod = getenv("HOSTNAME")
 	}
 	if c.Pod == "" {
-		return c, errors.New("the pod's name is unknown: set POD_NAME from the downward API " +
-			"(env: - name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}})")
+		return c, fmt.Errorf("the pod's name is unknown: set %s from the downward API "+
+			"(env: - name: %[1]s, valueFrom: {fieldRef: {fieldPath: metadata.name}})", c.PodVar)
 	}
 	if c.Namespace == "" {
-		c.Namespace = getenv("POD_NAMESPACE")
+		c.Namespace = getenv(c.NamespaceVar)
 	}
 	if c.Namespace == "" {
 		b, err := os.ReadFile(filepath.Join(c.KubeDir, "namespace"))
 		if err != nil {
-			return c, fmt.Errorf("the pod's namespace is unknown: set POD_NAMESPACE from the downward API "+
-				"(fieldRef: {fieldPath: metadata.namespace}) or mount the service-account token: %v", err)
+			return c, fmt.Errorf("the pod's namespace is unknown: set %s from the downward API "+
+				"(fieldRef: {fieldPath: metadata.namespace}) or mount the service-account token: %v", c.NamespaceVar, err)
 		}
 		c.Namespace = strings.TrimSpace(string(b))
 	}
@@ -115,12 +114,7 @@ func Run(ctx context.Context, c Config, counts <-chan int) error {
 	if c.Server == "" || c.Pod == "" || c.Namespace == "" {
 		return errors.New("podcost: Config needs Server, Pod and Namespace (see FromEnv)")
 	}
-	if c.KubeDir == "" {
-		c.KubeDir = defaultKubeDir
-	}
-	if c.Interval <= 0 {
-		c.Interval = defaultInterval
-	}
+	c.defaults()
 	log := c.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -203,6 +197,22 @@ func Run(ctx context.Context, c Config, counts <-chan int) error {
 				log.Debug("pod-deletion-cost write failed again", append([]any{"err", f.msg}, f.attrs...)...)
 			}
 		}
+	}
+}
+
+// defaults fills the fields whose zero value means "the usual".
+func (c *Config) defaults() {
+	if c.KubeDir == "" {
+		c.KubeDir = defaultKubeDir
+	}
+	if c.Interval <= 0 {
+		c.Interval = defaultInterval
+	}
+	if c.PodVar == "" {
+		c.PodVar = "POD_NAME"
+	}
+	if c.NamespaceVar == "" {
+		c.NamespaceVar = "POD_NAMESPACE"
 	}
 }
 

@@ -518,6 +518,12 @@ func TestFromEnv(t *testing.T) {
 			podcost.Config{KubeDir: withNS, Server: "https://10.96.0.1:443", Pod: "host", Namespace: "from-file"}, ""},
 		{"fields win", podcost.Config{KubeDir: dir, Server: "https://127.0.0.1:6443", Pod: "p", Namespace: "n"}, inCluster,
 			podcost.Config{KubeDir: dir, Server: "https://127.0.0.1:6443", Pod: "p", Namespace: "n"}, ""},
+		{"renamed variables", podcost.Config{KubeDir: dir, PodVar: "MY_POD", NamespaceVar: "MY_NS"},
+			with(inCluster, "MY_POD", "mine", "MY_NS", "my-ns"),
+			podcost.Config{KubeDir: dir, Server: "https://10.96.0.1:443", Pod: "mine", Namespace: "my-ns",
+				PodVar: "MY_POD", NamespaceVar: "MY_NS"}, ""},
+		{"renamed variable unset", podcost.Config{KubeDir: dir, PodVar: "MY_POD"}, with(inCluster, "HOSTNAME", ""),
+			podcost.Config{}, "set MY_POD from the downward API"},
 		{"not in a pod", podcost.Config{KubeDir: dir}, with(inCluster, "KUBERNETES_SERVICE_HOST", ""), podcost.Config{},
 			"KUBERNETES_SERVICE_HOST"},
 		{"bad server", podcost.Config{KubeDir: dir, Server: "10.0.0.1"}, inCluster, podcost.Config{}, "not a URL"},
@@ -542,6 +548,9 @@ func TestFromEnv(t *testing.T) {
 			}
 			if got.Interval != 5*time.Second && tc.in.Interval == 0 {
 				t.Errorf("Interval %v, want the 5s default", got.Interval)
+			}
+			if tc.want.PodVar == "" {
+				tc.want.PodVar, tc.want.NamespaceVar = "POD_NAME", "POD_NAMESPACE"
 			}
 			got.Interval, got.Log = 0, nil
 			if got != tc.want {

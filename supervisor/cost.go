@@ -1,0 +1,78 @@
+package supervisor
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/drainit/drainit/supervisor/lockwatch"
+	"github.com/drainit/drainit/supervisor/podcost"
+)
+
+// keepCost keeps the pod's deletion cost equal to the number of held locks
+// for as long as ctx lasts, from the start, not only while draining: a
+// ReplicaSet picks which pods to delete before any of them is told to stop.
+// It has a lock watcher of its own that never polls (events and their
+// rescans only), so an idle container stays idle. Nothing it meets reaches
+// the supervision: errors are logged and it waits for ctx.
+func (s *state) keepCost(ctx context.Context, c podcost.Config) {
+	if c.Log == nil {
+		c.Log = s.log
+	}
+	snapshots := make(chan []string, 1)
+	counts := make(chan int)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := podcost.Run(ctx, c, counts); err != nil {
+			s.log.Error("pod-deletion-cost is off", "err", err)
+		}
+	}()
+	go func() {
+		// Its info lines (stale locks) would repeat the drain watcher's.
+		quiet := slog.New(demoted{s.log.Handler()})
+		opts := lockwatch.Options{Patterns: s.cfg.Locks, StalePID: s.cfg.StalePID, Logger: quiet}
+		if err := lockwatch.Watch(ctx, opts, snapshots); err != nil {
+			s.log.Error("lock watcher for pod-deletion-cost failed; the cost stays as it is", "err", err)
+		}
+	}()
+	for {
+		select {
+		case held := <-snapshots:
+			select {
+			case counts <- len(held):
+			case <-done:
+				<-ctx.Done()
+				return
+			case <-ctx.Done():
+				<-done
+				return
+			}
+		case <-done:
+			<-ctx.Done()
+			return
+		case <-ctx.Done():
+			<-done
+			return
+		}
+	}
+}
+
+// demoted logs info records at debug level.
+type demoted struct{ slog.Handler }
+
+func (d demoted) Enabled(ctx context.Context, l slog.Level) bool {
+	if l == slog.LevelInfo {
+		l = slog.LevelDebug
+	}
+	return d.Handler.Enabled(ctx, l)
+}
+
+func (d demoted) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelInfo {
+		r.Level = slog.LevelDebug
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d demoted) WithAttrs(a []slog.Attr) slog.Handler { return demoted{d.Handler.WithAttrs(a)} }
+func (d demoted) WithGroup(n string) slog.Handler      { return demoted{d.Handler.WithGroup(n)} }
