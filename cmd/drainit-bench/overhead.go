@@ -54,10 +54,12 @@ type idleRun struct {
 	window time.Duration
 	begin  time.Time
 	procs  []*idleProc
+	stop   func() // the API stub
 }
 
 type idleProc struct {
 	col       string
+	variant   string // appended to the rows' names: a second drainit with other flags
 	cmd       *exec.Cmd // unshare
 	pid       int       // the init
 	cpu0, cs0 int64
@@ -69,9 +71,11 @@ func startIdle(c *config) (*idleRun, error) {
 		return nil, err
 	}
 	run := &idleRun{window: c.idle}
+	var env []string // of the next add
 	add := func(col string, argv ...string) error {
 		argv = append(append(append([]string{}, c.unshare...), "--kill-child"), argv...)
 		cmd := exec.Command(argv[0], append(argv[1:], "sleep", "infinity")...)
+		cmd.Env = append(os.Environ(), env...)
 		if err := start(cmd); err != nil {
 			return err
 		}
@@ -91,6 +95,19 @@ func startIdle(c *config) (*idleRun, error) {
 	if err := add(colDrainit, c.drainit, "--lock", lockDir+"/*.lock", "--grace", c.grace.String(), "--"); err != nil {
 		return nil, err
 	}
+	// The same with --deletion-cost, against a stand-in API server on
+	// loopback: its idle cost includes the TLS client it keeps.
+	api, err := startAPIStub(filepath.Join(c.work, "idle", "kube"))
+	if err != nil {
+		return nil, err
+	}
+	run.stop = api.Close
+	env = api.env
+	if err := add(colDrainit, c.drainit, "--deletion-cost", "--kube-dir", api.dir,
+		"--lock", lockDir+"/*.lock", "--grace", c.grace.String(), "--"); err != nil {
+		return nil, err
+	}
+	run.procs[len(run.procs)-1].variant = ", --deletion-cost"
 	// The window starts once each init has started its app and settled.
 	for _, p := range run.procs {
 		deadline := time.Now().Add(10 * time.Second)
@@ -123,12 +140,15 @@ func (r *idleRun) finish(t *table) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.col, err)
 		}
-		t.setMiB("idle RSS", p.col, rss<<10)
-		t.setDur(fmt.Sprintf("idle CPU time over %v", r.window), p.col, time.Duration(cpu-p.cpu0))
-		t.set("idle wakeups per minute", p.col, float64(cs-p.cs0)/took.Minutes(), fmt.Sprintf("%.1f", float64(cs-p.cs0)/took.Minutes()))
+		t.setMiB("idle RSS"+p.variant, p.col, rss<<10)
+		t.setDur(fmt.Sprintf("idle CPU time over %v%s", r.window, p.variant), p.col, time.Duration(cpu-p.cpu0))
+		t.set("idle wakeups per minute"+p.variant, p.col, float64(cs-p.cs0)/took.Minutes(), fmt.Sprintf("%.1f", float64(cs-p.cs0)/took.Minutes()))
 		// SIGTERM reaches sleep through the init, and the namespace ends.
 		_ = syscall.Kill(p.pid, syscall.SIGTERM)
 		_ = p.cmd.Wait()
+	}
+	if r.stop != nil {
+		r.stop()
 	}
 	return nil
 }

@@ -140,7 +140,7 @@ func (t *table) printTargets(w io.Writer) {
 		}
 		fmt.Fprintf(w, "- %-44s %-12s %s\n", what, verdict, detail)
 	}
-	fmt.Fprintln(w, "targets (issue 6), for drainit:")
+	fmt.Fprintln(w, "targets (issues 6 and 8), for drainit:")
 	lost, ok := t.get("jobs lost", colDrainit)
 	check("zero jobs lost within the budget", lost == 0, ok, fmt.Sprintf("%.0f lost", lost))
 	l, ok := t.get("linger after last job, median", colDrainit)
@@ -158,7 +158,9 @@ func (t *table) printTargets(w io.Writer) {
 	st, ok2 := t.get(sr, colTini)
 	check("start-to-exit within 1 ms of tini", sd-st <= 1, ok1 && ok2, fmt.Sprintf("%+.2f ms", sd-st))
 	ir, ok := t.get("idle RSS", colDrainit)
-	check("idle RSS ≤ 4 MiB", ir <= 4, ok, fmt.Sprintf("%.1f MiB", ir))
+	check("idle RSS ≤ 6 MiB (issue 8; was 4 MiB)", ir <= 6, ok, fmt.Sprintf("%.1f MiB", ir))
+	irc, ok := t.get("idle RSS, --deletion-cost", colDrainit)
+	check("idle RSS with --deletion-cost ≤ 6 MiB", irc <= 6, ok, fmt.Sprintf("%.1f MiB", irc))
 	ic, ok := t.get(find("idle CPU"), colDrainit)
 	wk, _ := t.get("idle wakeups per minute", colDrainit)
 	// "Near zero": under 0.01% of one CPU, i.e. 6 ms a minute.
@@ -170,7 +172,7 @@ func (t *table) printTargets(w io.Writer) {
 	}
 	check("idle CPU near zero (< 0.01% of a CPU)", ic/(window*1000) < 1e-4, ok, fmt.Sprintf("%s CPU, %.1f wakeups/min", formatMS(ic), wk))
 	bs, ok := t.get("binary size (static, stripped)", colDrainit)
-	check("binary ≤ 6 MB", bs <= 6, ok, fmt.Sprintf("%.2f MB", bs))
+	check("binary ≤ 8 MB (issue 8; was 6 MB)", bs <= 8, ok, fmt.Sprintf("%.2f MB", bs))
 	rr := find("reap ")
 	rd, ok1 := t.get(rr, colDrainit)
 	rt, ok2 := t.get(rr, colTini)

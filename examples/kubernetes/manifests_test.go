@@ -78,6 +78,9 @@ func TestCheckerCatches(t *testing.T) {
 		{"grace missing", "good", "            - name: DRAINIT_GRACE\n              value: \"300\" # = terminationGracePeriodSeconds\n", "", "DRAINIT_GRACE"},
 		{"stop timeout too long", "good", `value: "20"`, `value: "300"`, "DRAINIT_STOP_TIMEOUT"},
 		{"command replaces drainit", "good", "          ports:", "          command: [apache2-foreground]\n          ports:", "command"},
+		{"cost without account", "good", "      serviceAccountName: web\n", "", "serviceAccountName"},
+		{"cost without token", "good", "      serviceAccountName: web\n", "      serviceAccountName: web\n      automountServiceAccountToken: false\n", "no token"},
+		{"cost without pod name", "good", "fieldPath: metadata.name\n", "fieldPath: metadata.uid\n", "POD_NAME"},
 		{"timeout not shorter", "prestop", `- "280"`, `- "300"`, "--timeout"},
 		{"no timeout", "prestop", "                  - --timeout\n                  - \"280\"\n", "", "--timeout"},
 	}
@@ -176,8 +179,12 @@ func check(obj runtime.Object) (string, error) {
 			continue
 		}
 		env := map[string]string{}
+		fields := map[string]string{} // variables from the downward API: name → field path
 		for _, e := range c.Env {
 			env[e.Name] = e.Value
+			if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+				fields[e.Name] = e.ValueFrom.FieldRef.FieldPath
+			}
 		}
 		if len(env) == 0 || !hasDrainit(env) {
 			continue
@@ -208,12 +215,37 @@ func check(obj runtime.Object) (string, error) {
 		if env["DRAINIT_LOCK"] == "" {
 			return "", fmt.Errorf("%s: no DRAINIT_LOCK: drainit would wait for no job", where)
 		}
+		if err := checkDeletionCost(where, spec, env, fields); err != nil {
+			return "", err
+		}
 		kind = "entrypoint"
 	}
 	if kind == "" {
 		return "", fmt.Errorf("%s: no container runs drainit (DRAINIT_GRACE and the others) or drainit wait as its preStop hook", d.Name)
 	}
 	return kind, nil
+}
+
+// checkDeletionCost checks what DRAINIT_DELETION_COST needs from the pod:
+// a service account whose token is mounted, and its name and namespace.
+func checkDeletionCost(where string, spec corev1.PodSpec, env, fields map[string]string) error {
+	switch strings.ToLower(env["DRAINIT_DELETION_COST"]) {
+	case "", "0", "f", "false", "no", "n", "off":
+		return nil
+	}
+	if spec.ServiceAccountName == "" || spec.ServiceAccountName == "default" {
+		return fmt.Errorf("%s: DRAINIT_DELETION_COST with the default service account, which may not patch pods; set serviceAccountName to the one rbac.yaml binds", where)
+	}
+	if spec.AutomountServiceAccountToken != nil && !*spec.AutomountServiceAccountToken {
+		return fmt.Errorf("%s: DRAINIT_DELETION_COST with automountServiceAccountToken: false: drainit has no token to write with", where)
+	}
+	if fields["POD_NAME"] != "metadata.name" {
+		return fmt.Errorf("%s: DRAINIT_DELETION_COST without POD_NAME from fieldRef metadata.name", where)
+	}
+	if fields["POD_NAMESPACE"] != "metadata.namespace" {
+		return fmt.Errorf("%s: DRAINIT_DELETION_COST without POD_NAMESPACE from fieldRef metadata.namespace", where)
+	}
+	return nil
 }
 
 func hasDrainit(env map[string]string) bool {

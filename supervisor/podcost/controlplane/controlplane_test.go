@@ -1,6 +1,8 @@
-// Package controlplane_test runs podcost against a real kube-apiserver and
-// kube-controller-manager, started by kube.sh, and checks what matters: a
-// ReplicaSet scale-down removes the idle pods and keeps the busy ones.
+// Package controlplane_test runs drainit --deletion-cost against a real
+// kube-apiserver and kube-controller-manager, started by kube.sh, and checks
+// what matters: a ReplicaSet scale-down removes the idle pods and keeps the
+// busy ones. Each pod is played by a drainit process with its own lock
+// directory and service-account token.
 //
 // Run it with `./kube.sh test`. Without the control plane (no
 // DRAINIT_KUBE_SERVER) every test skips, or fails under DRAINIT_TEST_STRICT=1.
@@ -8,10 +10,11 @@ package controlplane_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,8 +34,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-
-	"github.com/drainit/drainit/supervisor/podcost"
 )
 
 const (
@@ -156,35 +158,70 @@ func (m must) do(_ any, err error) {
 	}
 }
 
-// pod is one podcost.Run playing the drainit of one pod.
-type pod struct {
-	name   string
-	counts chan int
-	logs   *logLines
-	stop   func()
+// drainitBin is drainit, built by TestMain from this repository.
+var drainitBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "drainit-controlplane")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	drainitBin = filepath.Join(dir, "drainit")
+	build := exec.Command("go", "build", "-o", drainitBin, "./cmd/drainit")
+	build.Dir = "../../.."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building drainit: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
-// start runs podcost the way drainit --deletion-cost does: FromEnv with
-// the downward-API variables, then Run.
+// pod is one drainit --deletion-cost process playing the init of one pod:
+// its app is a sleep, its jobs are the lock files the test writes.
+type pod struct {
+	name  string
+	locks string // the lock directory
+	n     int    // lock files held
+	cmd   *exec.Cmd
+	logs  *logLines
+	stop  func()
+}
+
+// start runs drainit as the pod's ENTRYPOINT would, with the downward-API
+// variables and the service-account files the kubelet provides.
 func start(t *testing.T, c *cluster, ns, name, kubeDir string, interval time.Duration) *pod {
 	t.Helper()
-	env := map[string]string{"POD_NAME": name, "POD_NAMESPACE": ns}
-	cfg, err := podcost.FromEnv(podcost.Config{Interval: interval, KubeDir: kubeDir, Server: c.server},
-		func(k string) string { return env[k] })
+	u, err := url.Parse(c.server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pod{name: name, counts: make(chan int), logs: &logLines{changed: make(chan struct{}, 1)}}
-	cfg.Log = slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
+	p := &pod{name: name, locks: t.TempDir(), logs: &logLines{changed: make(chan struct{}, 1)}}
+	p.cmd = exec.Command(drainitBin, "--deletion-cost", "--deletion-cost-interval", interval.String(),
+		"--kube-dir", kubeDir, "--lock", p.locks+"/*.lock", "--log-level", "debug", "--", "sleep", "infinity")
+	p.cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST="+u.Hostname(), "KUBERNETES_SERVICE_PORT="+u.Port(),
+		"POD_NAME="+name, "POD_NAMESPACE="+ns)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- podcost.Run(ctx, cfg, p.counts) }()
+	go func() { done <- p.cmd.Wait() }()
 	var once sync.Once
 	p.stop = func() {
 		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run of %s = %v", name, err)
+			// No lock left, so the drain ends at once and the app stops.
+			p.hold(t, 0)
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(patience):
+				_ = p.cmd.Process.Kill()
+				t.Errorf("drainit of %s did not exit within %v of SIGTERM", name, patience)
+				<-done
 			}
 		})
 	}
@@ -197,25 +234,40 @@ func start(t *testing.T, c *cluster, ns, name, kubeDir string, interval time.Dur
 	return p
 }
 
-func (p *pod) send(t *testing.T, n int) {
+// hold makes the pod hold n locks, as n running jobs would.
+func (p *pod) hold(t *testing.T, n int) {
 	t.Helper()
-	select {
-	case p.counts <- n:
-	case <-time.After(time.Second):
-		t.Fatalf("%s: Run did not take count %d within a second", p.name, n)
+	for ; p.n < n; p.n++ {
+		if err := os.WriteFile(fmt.Sprintf("%s/job-%d.lock", p.locks, p.n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ; p.n > n; p.n-- {
+		if err := os.Remove(fmt.Sprintf("%s/job-%d.lock", p.locks, p.n-1)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
-// logLines records a slog handler's output, one record per line.
+// logLines records drainit's output line by line.
 type logLines struct {
 	mu      sync.Mutex
 	lines   []string
+	partial []byte // a line not yet ended
 	changed chan struct{}
 }
 
 func (l *logLines) Write(b []byte) (int, error) {
 	l.mu.Lock()
-	l.lines = append(l.lines, string(b))
+	l.partial = append(l.partial, b...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.lines = append(l.lines, string(l.partial[:i+1]))
+		l.partial = l.partial[i+1:]
+	}
 	l.mu.Unlock()
 	select {
 	case l.changed <- struct{}{}:
@@ -254,7 +306,7 @@ func (l *logLines) wait(t *testing.T, want ...string) string {
 func (l *logLines) warnings() []string {
 	var w []string
 	for _, line := range l.all() {
-		if strings.Contains(line, "level=WARN") && !strings.Contains(line, "did not answer within") {
+		if strings.Contains(line, "warn:") && !strings.Contains(line, "did not answer within") {
 			w = append(w, line)
 		}
 	}
@@ -384,10 +436,10 @@ func TestScaleDownKeepsBusyPods(t *testing.T) {
 	}
 	busy, idle := names(pods)[:2], names(pods)[2:]
 	for _, n := range busy {
-		run(n).send(t, 2)
+		run(n).hold(t, 2)
 	}
 	for _, n := range idle {
-		run(n).send(t, 0)
+		run(n).hold(t, 0)
 	}
 	c.waitCosts(t, ns, map[string]string{busy[0]: "2", busy[1]: "2", idle[0]: "0", idle[1]: "0"})
 
@@ -410,15 +462,15 @@ func TestScaleDownKeepsBusyPods(t *testing.T) {
 		}
 	}
 	for _, n := range fresh {
-		run(n).send(t, 0)
+		run(n).hold(t, 0)
 	}
 	c.waitCosts(t, ns, map[string]string{fresh[0]: "0", fresh[1]: "0"})
 	moved := time.Now()
 	for _, n := range fresh {
-		running[n].send(t, 1)
+		running[n].hold(t, 1)
 	}
 	for _, n := range busy {
-		running[n].send(t, 0)
+		running[n].hold(t, 0)
 	}
 	c.waitCosts(t, ns, map[string]string{fresh[0]: "1", fresh[1]: "1", busy[0]: "0", busy[1]: "0"})
 	// Each pod wrote less than an interval before, so the change may wait
@@ -448,7 +500,7 @@ func TestRateLimitAndTrailingWrite(t *testing.T) {
 	c.bare(t, ns, name)
 	const interval = time.Second
 	p := start(t, c, ns, name, c.kubeDir(t, ns, "drainit"), interval)
-	p.send(t, 0)
+	p.hold(t, 0)
 	c.waitCosts(t, ns, map[string]string{name: "0"})
 
 	// Record every change of the annotation.
@@ -481,7 +533,7 @@ func TestRateLimitAndTrailingWrite(t *testing.T) {
 	defer tick.Stop()
 	for n := 1; n <= burst; n++ {
 		<-tick.C
-		p.send(t, n)
+		p.hold(t, n)
 	}
 	took := time.Since(start)
 	var got []change
@@ -574,8 +626,8 @@ func TestFailures(t *testing.T) {
 		ns := c.namespace(t, "forbidden")
 		c.bare(t, ns, "web-0")
 		p := start(t, c, ns, "web-0", c.kubeDir(t, ns, "no-role"), interval)
-		p.send(t, 3)
-		p.logs.wait(t, "level=WARN", "403", "verbs: [patch]")
+		p.hold(t, 3)
+		p.logs.wait(t, "warn:", "403", "verbs: [patch]")
 		c.bind(t, ns, "no-role")
 		c.waitCosts(t, ns, map[string]string{"web-0": "3"})
 		p.logs.wait(t, "written again")
@@ -587,8 +639,8 @@ func TestFailures(t *testing.T) {
 	t.Run("404 no such pod", func(t *testing.T) {
 		ns := c.namespace(t, "notfound")
 		p := start(t, c, ns, "web-late", c.kubeDir(t, ns, "drainit"), interval)
-		p.send(t, 4)
-		p.logs.wait(t, "level=WARN", "404", "POD_NAME")
+		p.hold(t, 4)
+		p.logs.wait(t, "warn:", "404", "POD_NAME")
 		c.bare(t, ns, "web-late")
 		c.waitCosts(t, ns, map[string]string{"web-late": "4"})
 		p.logs.wait(t, "written again")
@@ -607,8 +659,8 @@ func TestFailures(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(dir, "token"), "not-a-token")
 		p := start(t, c, ns, "web-0", dir, interval)
-		p.send(t, 5)
-		p.logs.wait(t, "level=WARN", "401")
+		p.hold(t, 5)
+		p.logs.wait(t, "warn:", "401")
 		writeFile(t, filepath.Join(dir, "token"), string(good))
 		c.waitCosts(t, ns, map[string]string{"web-0": "5"})
 		p.logs.wait(t, "written again")
@@ -646,7 +698,7 @@ func TestServerStopped(t *testing.T) {
 	ns := c.namespace(t, "stopped")
 	c.bare(t, ns, "web-0")
 	p := start(t, c, ns, "web-0", c.kubeDir(t, ns, "drainit"), 200*time.Millisecond)
-	p.send(t, 1)
+	p.hold(t, 1)
 	c.waitCosts(t, ns, map[string]string{"web-0": "1"})
 
 	pidFile := filepath.Join(c.dir, "kube-apiserver.pid")
@@ -672,9 +724,9 @@ func TestServerStopped(t *testing.T) {
 		}
 	})
 	for n := 2; n <= 50; n++ {
-		p.send(t, n) // taken at once, server or not
+		p.hold(t, n) // taken at once, server or not
 	}
-	p.logs.wait(t, "level=WARN", "unreachable")
+	p.logs.wait(t, "warn:", "unreachable")
 
 	if out, err := exec.Command(filepath.Join(c.dir, "start-apiserver")).CombinedOutput(); err != nil {
 		t.Fatalf("start-apiserver: %v\n%s", err, out)
