@@ -1,16 +1,13 @@
 package podcost
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -37,24 +34,38 @@ func (f *failure) Error() string { return f.msg }
 // patcher writes the annotation. It is used by one write at a time.
 type patcher struct {
 	c       Config
-	url     string
+	addr    string // host:port to dial
+	head    string // the request line and the headers that do not change
+	https   bool
 	timeout time.Duration
-	client  *http.Client // nil until the CA has been read
+	tls     *tls.Config // nil until the CA has been read
 
 	token     string
 	tokenStat os.FileInfo // of the file token was read from
 }
 
 func newPatcher(c Config) *patcher {
-	u := strings.TrimSuffix(c.Server, "/") + "/api/v1/namespaces/" + url.PathEscape(c.Namespace) +
+	u, _ := url.Parse(strings.TrimSuffix(c.Server, "/")) // FromEnv checked it
+	p := &patcher{c: c, https: u.Scheme == "https", timeout: requestTimeout}
+	port := u.Port()
+	if port == "" {
+		port = map[bool]string{true: "443", false: "80"}[p.https]
+	}
+	p.addr = net.JoinHostPort(u.Hostname(), port)
+	path := u.EscapedPath() + "/api/v1/namespaces/" + url.PathEscape(c.Namespace) +
 		"/pods/" + url.PathEscape(c.Pod) + "?fieldManager=drainit"
-	return &patcher{c: c, url: u, timeout: requestTimeout}
+	p.head = "PATCH " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: drainit\r\n" +
+		"Content-Type: application/merge-patch+json\r\nAccept: application/json\r\n"
+	return p
 }
 
 func (p *patcher) patch(ctx context.Context, cost int32) error {
-	client, err := p.httpClient()
-	if err != nil {
-		return err
+	var tlsConf *tls.Config
+	if p.https {
+		var err error
+		if tlsConf, err = p.tlsConfig(); err != nil {
+			return err
+		}
 	}
 	token, err := p.readToken()
 	if err != nil {
@@ -65,49 +76,39 @@ func (p *patcher) patch(ctx context.Context, cost int32) error {
 	})
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, p.url, bytes.NewReader(body))
-	if err != nil {
-		return &failure{kind: "request", msg: err.Error()}
-	}
-	req.Header.Set("Content-Type", "application/merge-patch+json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "drainit")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
+	resp, err := exchange(ctx, p.addr, tlsConf, p.head+"Authorization: Bearer "+token+"\r\n", body)
 	if err != nil {
 		return p.transportFailure(err)
 	}
-	defer resp.Body.Close()
+	if resp.code/100 == 2 {
+		return nil
+	}
 	// The body of an error is a metav1.Status whose message says why.
 	var status struct {
 		Message string `json:"message"`
 	}
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 == 2 {
-		return nil
-	}
-	_ = json.Unmarshal(raw, &status)
+	_ = json.Unmarshal(resp.body, &status)
 	if status.Message == "" {
-		status.Message = strings.TrimSpace(string(raw))
+		status.Message = strings.TrimSpace(string(resp.body))
 	}
-	attrs := []any{"status", resp.StatusCode, "server", status.Message}
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
+	attrs := []any{"status", resp.code, "server", status.Message}
+	switch resp.code {
+	case 401:
 		p.tokenStat = nil // read the token again even if the file looks unchanged
 		return &failure{kind: "401", attrs: attrs, msg: fmt.Sprintf(
 			"the API server rejects the token in %s (401 Unauthorized): mount a valid service-account token there",
 			filepath.Join(p.c.KubeDir, "token"))}
-	case http.StatusForbidden:
+	case 403:
 		return &failure{kind: "403", attrs: attrs, msg: "the pod's service account may not patch pods (403 Forbidden): " +
 			`bind it to a Role with the rule {apiGroups: [""], resources: [pods], verbs: [patch]} ` +
 			"in namespace " + p.c.Namespace}
-	case http.StatusNotFound:
+	case 404:
 		return &failure{kind: "404", attrs: attrs, msg: "pod " + p.c.Namespace + "/" + p.c.Pod +
 			" not found (404 Not Found): set " + p.c.PodVar + " and " + p.c.NamespaceVar +
 			" from the downward API (fieldRef metadata.name and metadata.namespace)"}
 	}
-	return &failure{kind: strconv.Itoa(resp.StatusCode), attrs: attrs,
-		msg: "the API server answered " + resp.Status}
+	return &failure{kind: strconv.Itoa(resp.code), attrs: attrs,
+		msg: "the API server answered " + resp.status}
 }
 
 func (p *patcher) transportFailure(err error) error {
@@ -122,18 +123,18 @@ func (p *patcher) transportFailure(err error) error {
 		return &failure{kind: "timeout", attrs: attrs, msg: fmt.Sprintf(
 			"the API server did not answer within %v", p.timeout)}
 	case errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify):
-		p.client = nil // read ca.crt again: it may have been rotated
+		p.tls = nil // read ca.crt again: it may have been rotated
 		return &failure{kind: "tls", attrs: attrs, msg: "the API server's certificate does not verify against " +
 			filepath.Join(p.c.KubeDir, "ca.crt")}
 	}
 	return &failure{kind: "unreachable", attrs: attrs, msg: "the API server is unreachable"}
 }
 
-// httpClient builds the client on first use, and again after a certificate
-// failure, from ca.crt.
-func (p *patcher) httpClient() (*http.Client, error) {
-	if p.client != nil {
-		return p.client, nil
+// tlsConfig is built on first use, and again after a certificate failure,
+// from ca.crt.
+func (p *patcher) tlsConfig() (*tls.Config, error) {
+	if p.tls != nil {
+		return p.tls, nil
 	}
 	file := filepath.Join(p.c.KubeDir, "ca.crt")
 	pem, err := os.ReadFile(file)
@@ -144,10 +145,9 @@ func (p *patcher) httpClient() (*http.Client, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, &failure{kind: "ca", msg: "no PEM certificate in " + file}
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	p.client = &http.Client{Transport: t}
-	return p.client, nil
+	host, _, _ := net.SplitHostPort(p.addr)
+	p.tls = &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	return p.tls, nil
 }
 
 // readToken returns the bearer token, reading the file again when it has
