@@ -35,26 +35,25 @@ func (s *state) keepCost(ctx context.Context, c podcost.Config) {
 			s.log.Error("lock watcher for pod-deletion-cost failed; the cost stays as it is", "err", err)
 		}
 	}()
+	// Until ctx ends, or Run gives up at once (it cannot, with a Config
+	// from FromEnv), pass each snapshot's count on.
+loop:
 	for {
 		select {
 		case held := <-snapshots:
 			select {
 			case counts <- len(held):
+				continue
 			case <-done:
-				<-ctx.Done()
-				return
 			case <-ctx.Done():
-				<-done
-				return
 			}
 		case <-done:
-			<-ctx.Done()
-			return
 		case <-ctx.Done():
-			<-done
-			return
 		}
+		break loop
 	}
+	<-ctx.Done()
+	<-done
 }
 
 // demoted logs info records at debug level.

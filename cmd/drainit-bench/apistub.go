@@ -13,14 +13,20 @@ import (
 // idle drainit --deletion-cost: it accepts every patch of a pod.
 type apiStub struct {
 	*httptest.Server
-	dir string   // token and ca.crt, for --kube-dir
-	env []string // what the kubelet and the downward API would set
+	dir     string        // token and ca.crt, for --kube-dir
+	env     []string      // what the kubelet and the downward API would set
+	patched chan struct{} // receives once per patch, when the buffer has room
 }
 
 func startAPIStub(dir string) (*apiStub, error) {
+	patched := make(chan struct{}, 1)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"kind":"Pod"}`))
+		select {
+		case patched <- struct{}{}:
+		default:
+		}
 	}))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		srv.Close()
@@ -34,6 +40,6 @@ func startAPIStub(dir string) (*apiStub, error) {
 		}
 	}
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	return &apiStub{Server: srv, dir: dir, env: []string{"KUBERNETES_SERVICE_HOST=" + host,
+	return &apiStub{Server: srv, dir: dir, patched: patched, env: []string{"KUBERNETES_SERVICE_HOST=" + host,
 		"KUBERNETES_SERVICE_PORT=" + port, "POD_NAME=bench-0", "POD_NAMESPACE=bench"}}, nil
 }

@@ -76,6 +76,14 @@ func startIdle(c *config) (*idleRun, error) {
 		argv = append(append(append([]string{}, c.unshare...), "--kill-child"), argv...)
 		cmd := exec.Command(argv[0], append(argv[1:], "sleep", "infinity")...)
 		cmd.Env = append(os.Environ(), env...)
+		// Kept with -keep: the log tells whether --deletion-cost's writes
+		// succeeded, which the idle figures depend on.
+		logf, err := os.Create(filepath.Join(c.work, "idle", fmt.Sprintf("%d.log", len(run.procs))))
+		if err != nil {
+			return err
+		}
+		defer logf.Close()
+		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := start(cmd); err != nil {
 			return err
 		}
@@ -121,6 +129,12 @@ func startIdle(c *config) (*idleRun, error) {
 			}
 			time.Sleep(5 * time.Millisecond) // polling for the child
 		}
+	}
+	// The first write of --deletion-cost, at start, is start-up work too.
+	select {
+	case <-api.patched:
+	case <-time.After(30 * time.Second):
+		return nil, fmt.Errorf("drainit --deletion-cost wrote nothing to the stand-in API server within 30s; see %s with -keep", filepath.Join(c.work, "idle"))
 	}
 	time.Sleep(500 * time.Millisecond) // start-up work is not idle work
 	run.begin = time.Now()
