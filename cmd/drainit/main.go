@@ -25,6 +25,20 @@
 //	DRAINIT_LOG_FORMAT    --log-format F    text or json (text)
 //	DRAINIT_LOG_LEVEL     --log-level L     debug, info, warn or error (info)
 //
+// Under Kubernetes, drainit can keep its pod's
+// controller.kubernetes.io/pod-deletion-cost annotation equal to the number
+// of held locks, so that a ReplicaSet scale-down deletes idle pods first:
+//
+//	DRAINIT_DELETION_COST           --deletion-cost               on (off)
+//	DRAINIT_DELETION_COST_INTERVAL  --deletion-cost-interval DUR  least time between two writes (5s)
+//	DRAINIT_KUBE_DIR                --kube-dir DIR                token, ca.crt, namespace
+//	                                                              (/var/run/secrets/kubernetes.io/serviceaccount)
+//	DRAINIT_POD_NAME_VAR            --pod-name-var NAME           the variable with the pod's name (POD_NAME)
+//	DRAINIT_POD_NAMESPACE_VAR       --pod-namespace-var NAME      the variable with its namespace (POD_NAMESPACE)
+//
+// The API server is KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT; the
+// service account needs a Role that allows patch on pods.
+//
 // drainit wait takes --lock, --poll, --stale-pid and the log flags above,
 // and also:
 //
