@@ -59,7 +59,7 @@ type idleRun struct {
 
 type idleProc struct {
 	col       string
-	variant   string // appended to the rows' names: a second drainit with other flags
+	variant   string    // appended to the rows' names: a second drainit with other flags
 	cmd       *exec.Cmd // unshare
 	pid       int       // the init
 	cpu0, cs0 int64
