@@ -52,6 +52,11 @@ type state struct {
 	app  int // the app's PID
 	pid1 bool
 
+	// strays signals the processes left behind and says how many there
+	// were: signalStrays, or a stand-in in tests, where the real one would
+	// signal the test binary's own children.
+	strays func(syscall.Signal) int
+
 	appGone  atomic.Bool // set by the reaper the moment it reaps the app
 	drainc   chan syscall.Signal
 	reapedc  chan reaped
@@ -79,12 +84,14 @@ type state struct {
 }
 
 func newState(cfg Config, app int, pid1 bool) *state {
-	return &state{
+	s := &state{
 		cfg: cfg, log: cfg.Log, app: app, pid1: pid1,
 		drainc:  make(chan syscall.Signal, 16),
 		reapedc: make(chan reaped),
 		locksc:  make(chan []string, 1),
 	}
+	s.strays = s.signalStrays
+	return s
 }
 
 // route is the signal actor: SIGCHLD is the reaper's (on its own channel),
@@ -399,12 +406,12 @@ func (s *state) advance(now time.Time) {
 		if !s.budgetEnd.IsZero() && s.strayKillAt.After(s.budgetEnd) {
 			s.strayKillAt = s.budgetEnd
 		}
-		if n := s.signalStrays(syscall.SIGTERM); n > 0 {
+		if n := s.strays(syscall.SIGTERM); n > 0 {
 			s.log.Info("ending the processes the app left behind", "count", n, "signal", "TERM")
 		}
 	}
 	if s.strayKilled.IsZero() && !now.Before(s.strayKillAt) {
-		n := s.signalStrays(syscall.SIGKILL)
+		n := s.strays(syscall.SIGKILL)
 		s.log.Warn("processes left behind did not stop in time: sent SIGKILL", "count", n)
 		s.strayKilled = now
 	}
