@@ -106,6 +106,7 @@ func TestDeletionCostFollowsLocks(t *testing.T) {
 			if first != want {
 				t.Fatalf("first request %+v, want %+v", first, want)
 			}
+			p.waitLine(`pod-deletion-cost written; it follows the held locks from now on .*cost=1`, long)
 			p.waitSeen(`^ready`, long)
 			touch(t, dir+"/a.lock")
 			api.waitCost(t, "2")

@@ -132,6 +132,7 @@ func Run(ctx context.Context, c Config, counts <-chan int) error {
 		want, have int32
 		haveWant   bool // a first value has arrived
 		synced     bool // the server holds have, as far as we know
+		wrote      bool // a write has succeeded
 		inflight   bool
 		next       time.Time // earliest start of the next write
 		backoff    time.Duration
@@ -166,12 +167,18 @@ func Run(ctx context.Context, c Config, counts <-chan int) error {
 		case r := <-results:
 			inflight = false
 			if r.err == nil {
-				if len(warned) > 0 {
+				switch {
+				case len(warned) > 0:
 					log.Info("pod-deletion-cost written again", "cost", r.cost)
 					clear(warned)
-				} else {
+				case !wrote:
+					// Once at info: the feature works, its Role included.
+					log.Info("pod-deletion-cost written; it follows the held locks from now on",
+						"cost", r.cost, "interval", c.Interval)
+				default:
 					log.Debug("pod-deletion-cost written", "cost", r.cost)
 				}
+				wrote = true
 				have, synced, backoff = r.cost, true, 0
 				// The interval counts from the end of a write, so that
 				// the server sees no two writes closer than Interval
