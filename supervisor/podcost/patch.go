@@ -127,6 +127,10 @@ func (p *patcher) transportFailure(err error) error {
 		return &failure{kind: "tls", attrs: attrs, msg: "the API server's certificate does not verify against " +
 			filepath.Join(p.c.KubeDir, "ca.crt")}
 	}
+	if errors.Is(err, errMalformed) {
+		return &failure{kind: "protocol", attrs: attrs, msg: "the server at " + p.c.Server +
+			" does not answer like an API server (not HTTP/1.1); check KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT"}
+	}
 	return &failure{kind: "unreachable", attrs: attrs, msg: "the API server is unreachable"}
 }
 
@@ -170,6 +174,11 @@ func (p *patcher) readToken() (string, error) {
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
 		return "", &failure{kind: "token", msg: "the service-account token " + file + " is empty"}
+	}
+	if strings.ContainsFunc(tok, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		// It goes into a header line as it is.
+		return "", &failure{kind: "token", msg: "the service-account token " + file +
+			" holds a line break or a control character: it must be one line"}
 	}
 	p.token, p.tokenStat = tok, st
 	return tok, nil

@@ -391,6 +391,47 @@ func TestFailuresWarnedOnceAndRetried(t *testing.T) {
 	}
 }
 
+// A server that is not an API server, and a token that would break the
+// request, are each warned about with what to check.
+func TestNotAnAPIServerAndBadToken(t *testing.T) {
+	t.Parallel()
+	t.Run("not HTTP", func(t *testing.T) {
+		t.Parallel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
+				c.Close()
+			}
+		}()
+		dir := kubeDir(t, newAPIServer(t, nil), "tok")
+		counts, logs := run(t, podcost.Config{Interval: 5 * time.Millisecond, KubeDir: dir,
+			Server: "http://" + ln.Addr().String(), Pod: "web-1", Namespace: "shop"})
+		send(t, counts, 1)
+		logs.wait(t, "does not answer like an API server")
+	})
+	t.Run("token of two lines", func(t *testing.T) {
+		t.Parallel()
+		a := newAPIServer(t, nil)
+		counts, logs := run(t, config(a, kubeDir(t, a, "tok\r\nX-Evil: 1"), 5*time.Millisecond))
+		send(t, counts, 1)
+		logs.wait(t, "must be one line")
+		select {
+		case r := <-a.reqs:
+			t.Fatalf("a request was sent with the bad token: %+v", r)
+		default:
+		}
+	})
+}
+
 // TestUnreachableThenUp points Run at a port nothing listens on, then
 // starts the API server there.
 func TestUnreachableThenUp(t *testing.T) {
