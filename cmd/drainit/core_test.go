@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/drainit/drainit/internal/testkit"
 )
 
 const long = 20 * time.Second // a deadline for things that take milliseconds
@@ -244,7 +244,7 @@ func TestCtrlCOnTerminal(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.String(), func(t *testing.T) {
 			t.Parallel()
-			master, slave := openPTY(t)
+			master, slave := testkit.OpenPTY(t)
 			argv := []string{drainitBin, "--log-level", "debug", "--", "sh", "-c", "echo ready; exec sleep 1000"}
 			if m.group {
 				argv = append([]string{drainitBin, "--group"}, argv[1:]...)
@@ -262,81 +262,21 @@ func TestCtrlCOnTerminal(t *testing.T) {
 			// The test keeps the slave open: once the last one closes, Linux
 			// may drop what is still buffered and the master reads EIO.
 			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); slave.Close() })
-			lines := make(chan string, 100)
-			go func() {
-				buf := make([]byte, 4096)
-				var acc string
-				for {
-					n, err := master.Read(buf)
-					acc += string(buf[:n])
-					for {
-						i := strings.IndexByte(acc, '\n')
-						if i < 0 {
-							break
-						}
-						lines <- strings.TrimRight(acc[:i], "\r")
-						acc = acc[i+1:]
-					}
-					if err != nil {
-						close(lines)
-						return
-					}
-				}
-			}()
-			var seen []string
-			waitFor := func(s string) {
-				deadline := time.After(long)
-				for {
-					select {
-					case l, ok := <-lines:
-						if !ok {
-							t.Fatalf("terminal closed before %q:\n%s", s, strings.Join(seen, "\n"))
-						}
-						seen = append(seen, l)
-						if strings.Contains(l, s) {
-							return
-						}
-					case <-deadline:
-						t.Fatalf("no %q on the terminal:\n%s", s, strings.Join(seen, "\n"))
-					}
-				}
-			}
-			waitFor("ready")
+			term := testkit.ReadTerminal(master, long)
+			term.WaitFor(t, "ready")
 			if _, err := master.Write([]byte{3}); err != nil { // ^C
 				t.Fatal(err)
 			}
 			err := cmd.Wait()
 			if code := cmd.ProcessState.ExitCode(); code != 130 {
-				t.Fatalf("exit code %d (%v), want 130:\n%s", code, err, strings.Join(seen, "\n"))
+				t.Fatalf("exit code %d (%v), want 130:\n%s", code, err, term.All())
 			}
-			waitFor("exiting code=130") // written before the exit, so buffered by now
-			for _, l := range seen {
+			term.WaitFor(t, "exiting code=130") // written before the exit, so buffered by now
+			for l := range strings.SplitSeq(term.All(), "\n") {
 				if strings.Contains(l, "signal=INT") {
 					t.Fatalf("drainit itself got the ^C: %s", l)
 				}
 			}
 		})
 	}
-}
-
-func openPTY(t *testing.T) (*os.File, *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		skipOrFail(t, "no pseudo-terminals here: "+err.Error())
-	}
-	fd := int(master.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { master.Close() })
-	return master, slave
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drainit/drainit/internal/testkit"
 )
 
 var (
@@ -81,15 +83,8 @@ func forEachMode(t *testing.T, f func(t *testing.T, m mode)) {
 	}
 }
 
-// skipOrFail skips a test that cannot run here, except under
-// DRAINIT_TEST_STRICT=1, where a skip would hide a test CI must run.
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("DRAINIT_TEST_STRICT") == "1" {
-		t.Fatalf("cannot run (DRAINIT_TEST_STRICT=1 forbids skipping): %s", why)
-	}
-	t.Skip(why)
-}
+// skipOrFail skips a test that cannot run here, or fails it in CI.
+var skipOrFail = testkit.SkipOrFail
 
 func needNamespaces(t *testing.T) {
 	t.Helper()

@@ -2,14 +2,13 @@ package e2e_test
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/drainit/drainit/internal/testkit"
 )
 
 // appCode is what the demo exits with after its stop signal: not 0, so that
@@ -187,7 +186,7 @@ func TestDockerMissingCommand(t *testing.T) {
 func TestDockerRunTTYCtrlC(t *testing.T) {
 	t.Parallel()
 	img := testImage(t, "drainit")
-	master, slave := openPTY(t)
+	master, slave := testkit.OpenPTY(t)
 	name := unique("drainit-e2e-")
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
 	cmd := exec.Command("docker", "run", "-it", "--name", name, "-e", appEnv, img)
@@ -198,98 +197,24 @@ func TestDockerRunTTYCtrlC(t *testing.T) {
 	}
 	slave.Close()
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	term := readTerminal(master)
-	term.waitFor(t, "listening on")
+	term := testkit.ReadTerminal(master, long)
+	term.WaitFor(t, "listening on")
 	if _, err := master.Write([]byte{3}); err != nil { // ^C
 		t.Fatal(err)
 	}
-	term.waitFor(t, "demo: got SIGINT")
-	term.waitFor(t, fmt.Sprintf("exiting code=%d", appCode))
+	term.WaitFor(t, "demo: got SIGINT")
+	term.WaitFor(t, fmt.Sprintf("exiting code=%d", appCode))
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
 	case <-time.After(long):
-		t.Fatalf("docker run did not return:\n%s", term.all())
+		t.Fatalf("docker run did not return:\n%s", term.All())
 	}
 	if code := cmd.ProcessState.ExitCode(); code != appCode {
-		t.Errorf("docker run exited %d, want the app's %d:\n%s", code, appCode, term.all())
+		t.Errorf("docker run exited %d, want the app's %d:\n%s", code, appCode, term.All())
 	}
-	if strings.Contains(term.all(), "by=SIGINT") {
-		t.Errorf("drainit itself got the ^C, not the app:\n%s", term.all())
-	}
-}
-
-func openPTY(t *testing.T) (*os.File, *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		skipOrFail(t, "no pseudo-terminals here: "+err.Error())
-	}
-	t.Cleanup(func() { master.Close() })
-	fd := int(master.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return master, slave
-}
-
-// terminal is what a pseudo-terminal's master has read, line by line.
-type terminal struct {
-	lines chan string
-	seen  []string
-}
-
-func readTerminal(master *os.File) *terminal {
-	term := &terminal{lines: make(chan string, 1000)}
-	go func() {
-		defer close(term.lines)
-		buf := make([]byte, 4096)
-		var acc string
-		for {
-			n, err := master.Read(buf)
-			acc += string(buf[:n])
-			for {
-				i := strings.IndexByte(acc, '\n')
-				if i < 0 {
-					break
-				}
-				term.lines <- strings.TrimRight(acc[:i], "\r")
-				acc = acc[i+1:]
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return term
-}
-
-func (term *terminal) waitFor(t *testing.T, s string) {
-	t.Helper()
-	deadline := time.After(long)
-	for {
-		select {
-		case l, ok := <-term.lines:
-			if !ok {
-				t.Fatalf("the terminal closed before %q:\n%s", s, term.all())
-			}
-			term.seen = append(term.seen, l)
-			if strings.Contains(l, s) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no %q on the terminal:\n%s", s, term.all())
-		}
+	if strings.Contains(term.All(), "by=SIGINT") {
+		t.Errorf("drainit itself got the ^C, not the app:\n%s", term.All())
 	}
 }
-
-func (term *terminal) all() string { return strings.Join(term.seen, "\n") }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/drainit/drainit/internal/testkit"
 )
 
 // long bounds every wait for something that should come soon.
@@ -53,15 +55,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// skipOrFail skips a test that cannot run here, except under
-// DRAINIT_TEST_STRICT=1, where a skip would hide a test CI must run.
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("DRAINIT_TEST_STRICT") == "1" {
-		t.Fatalf("cannot run (DRAINIT_TEST_STRICT=1 forbids skipping): %s", why)
-	}
-	t.Skip(why)
-}
+// skipOrFail skips a test that cannot run here, or fails it in CI.
+var skipOrFail = testkit.SkipOrFail
 
 var dockerOK = sync.OnceValue(func() error {
 	if _, err := exec.LookPath("docker"); err != nil {
