@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drainit/drainit/internal/testkit"
 	"github.com/drainit/drainit/supervisor/podcost"
 )
 
@@ -144,64 +145,14 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// logLines records a slog handler's output, one record per line.
-type logLines struct {
-	mu      sync.Mutex
-	lines   []string
-	changed chan struct{}
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	l.lines = append(l.lines, string(p))
-	l.mu.Unlock()
-	select {
-	case l.changed <- struct{}{}:
-	default:
-	}
-	return len(p), nil
-}
-
-func (l *logLines) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
-}
-
-// wait waits for a line that contains want.
-func (l *logLines) wait(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.After(patience)
-	for {
-		for _, line := range l.all() {
-			if strings.Contains(line, want) {
-				return
-			}
-		}
-		select {
-		case <-l.changed:
-		case <-deadline:
-			t.Fatalf("no log line containing %q in:\n%s", want, strings.Join(l.all(), ""))
-		}
-	}
-}
-
 // warnings returns the warn lines logged so far.
-func (l *logLines) warnings() []string {
-	var w []string
-	for _, line := range l.all() {
-		if strings.Contains(line, "level=WARN") {
-			w = append(w, line)
-		}
-	}
-	return w
-}
+func warnings(logs *testkit.Lines) []string { return logs.Matching("level=WARN") }
 
 // run starts podcost.Run against a and returns the counts channel and the
 // log lines; Run's end is checked at cleanup.
-func run(t *testing.T, c podcost.Config) (chan<- int, *logLines) {
+func run(t *testing.T, c podcost.Config) (chan<- int, *testkit.Lines) {
 	t.Helper()
-	logs := &logLines{changed: make(chan struct{}, 1)}
+	logs := testkit.NewLines()
 	c.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	counts := make(chan int)
@@ -369,11 +320,11 @@ func TestFailuresWarnedOnceAndRetried(t *testing.T) {
 			}
 			send(t, counts, 4) // taken at once while retries back off
 			a.until(t, "4")
-			logs.wait(t, "written again")
+			logs.Wait(t, patience, "written again")
 			// On a loaded machine a write may also time out: a second
 			// kind, warned about once too. Nothing else may appear.
 			var mine []string
-			for _, w := range logs.warnings() {
+			for _, w := range warnings(logs) {
 				switch {
 				case strings.Contains(w, tc.want):
 					mine = append(mine, w)
@@ -416,14 +367,14 @@ func TestNotAnAPIServerAndBadToken(t *testing.T) {
 		counts, logs := run(t, podcost.Config{Interval: 5 * time.Millisecond, KubeDir: dir,
 			Server: "http://" + ln.Addr().String(), Pod: "web-1", Namespace: "shop"})
 		send(t, counts, 1)
-		logs.wait(t, "does not answer like an API server")
+		logs.Wait(t, patience, "does not answer like an API server")
 	})
 	t.Run("token of two lines", func(t *testing.T) {
 		t.Parallel()
 		a := newAPIServer(t, nil)
 		counts, logs := run(t, config(a, kubeDir(t, a, "tok\r\nX-Evil: 1"), 5*time.Millisecond))
 		send(t, counts, 1)
-		logs.wait(t, "must be one line")
+		logs.Wait(t, patience, "must be one line")
 		select {
 		case r := <-a.reqs:
 			t.Fatalf("a request was sent with the bad token: %+v", r)
@@ -448,7 +399,7 @@ func TestUnreachableThenUp(t *testing.T) {
 	counts, logs := run(t, podcost.Config{Interval: 5 * time.Millisecond, KubeDir: dir,
 		Server: "https://" + addr, Pod: "web-1", Namespace: "shop"})
 	send(t, counts, 2)
-	logs.wait(t, "unreachable")
+	logs.Wait(t, patience, "unreachable")
 	send(t, counts, 3)
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
@@ -460,8 +411,8 @@ func TestUnreachableThenUp(t *testing.T) {
 	a.srv.StartTLS()
 	t.Cleanup(a.srv.Close)
 	a.until(t, "3")
-	logs.wait(t, "written again")
-	if w := logs.warnings(); len(w) != 1 {
+	logs.Wait(t, patience, "written again")
+	if w := warnings(logs); len(w) != 1 {
 		t.Errorf("%d warn lines, want 1:\n%s", len(w), strings.Join(w, ""))
 	}
 }

@@ -10,7 +10,6 @@ package controlplane_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -185,7 +184,7 @@ type pod struct {
 	locks string // the lock directory
 	n     int    // lock files held
 	cmd   *exec.Cmd
-	logs  *logLines
+	logs  *testkit.Lines
 	stop  func()
 }
 
@@ -197,7 +196,7 @@ func start(t *testing.T, c *cluster, ns, name, kubeDir string, interval time.Dur
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pod{name: name, locks: t.TempDir(), logs: &logLines{changed: make(chan struct{}, 1)}}
+	p := &pod{name: name, locks: t.TempDir(), logs: testkit.NewLines()}
 	p.cmd = exec.Command(drainitBin, "--deletion-cost", "--deletion-cost-interval", interval.String(),
 		"--kube-dir", kubeDir, "--lock", p.locks+"/*.lock", "--log-level", "debug", "--", "sleep", "infinity")
 	p.cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST="+u.Hostname(), "KUBERNETES_SERVICE_PORT="+u.Port(),
@@ -226,7 +225,7 @@ func start(t *testing.T, c *cluster, ns, name, kubeDir string, interval time.Dur
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			t.Logf("log of %s:\n%s", name, strings.Join(p.logs.all(), ""))
+			t.Logf("log of %s:\n%s", name, strings.Join(p.logs.All(), ""))
 		}
 	})
 	return p
@@ -247,77 +246,17 @@ func (p *pod) hold(t *testing.T, n int) {
 	}
 }
 
-// logLines records drainit's output line by line.
-type logLines struct {
-	mu      sync.Mutex
-	lines   []string
-	partial []byte // a line not yet ended
-	changed chan struct{}
-}
-
-func (l *logLines) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	l.partial = append(l.partial, b...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		l.lines = append(l.lines, string(l.partial[:i+1]))
-		l.partial = l.partial[i+1:]
-	}
-	l.mu.Unlock()
-	select {
-	case l.changed <- struct{}{}:
-	default:
-	}
-	return len(b), nil
-}
-
-func (l *logLines) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.lines)
-}
-
-// wait waits for a line that contains every one of want.
-func (l *logLines) wait(t *testing.T, want ...string) string {
-	t.Helper()
-	deadline := time.After(patience)
-	for {
-		for _, line := range l.all() {
-			if containsAll(line, want) {
-				return line
-			}
-		}
-		select {
-		case <-l.changed:
-		case <-deadline:
-			t.Fatalf("no log line containing %q in:\n%s", want, strings.Join(l.all(), ""))
-		}
-	}
-}
-
 // warnings returns the warn lines but those of timeouts: on a loaded
 // machine the real API server may take longer than podcost's 5s timeout
 // for a patch, a second kind of failure, warned about once too.
-func (l *logLines) warnings() []string {
+func warnings(logs *testkit.Lines) []string {
 	var w []string
-	for _, line := range l.all() {
-		if strings.Contains(line, "warn:") && !strings.Contains(line, "did not answer within") {
+	for _, line := range logs.Matching(" warn: ") {
+		if !strings.Contains(line, "did not answer within") {
 			w = append(w, line)
 		}
 	}
 	return w
-}
-
-func containsAll(s string, subs []string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
 }
 
 // waitPods lists the namespace's pods until ok says yes, watching between
@@ -625,11 +564,11 @@ func TestFailures(t *testing.T) {
 		c.bare(t, ns, "web-0")
 		p := start(t, c, ns, "web-0", c.kubeDir(t, ns, "no-role"), interval)
 		p.hold(t, 3)
-		p.logs.wait(t, "warn:", "403", "verbs: [patch]")
+		p.logs.Wait(t, patience, "warn:", "403", "verbs: [patch]")
 		c.bind(t, ns, "no-role")
 		c.waitCosts(t, ns, map[string]string{"web-0": "3"})
-		p.logs.wait(t, "written again")
-		if w := p.logs.warnings(); len(w) != 1 {
+		p.logs.Wait(t, patience, "written again")
+		if w := warnings(p.logs); len(w) != 1 {
 			t.Errorf("%d warn lines besides timeouts, want 1:\n%s", len(w), strings.Join(w, ""))
 		}
 	})
@@ -638,11 +577,11 @@ func TestFailures(t *testing.T) {
 		ns := c.namespace(t, "notfound")
 		p := start(t, c, ns, "web-late", c.kubeDir(t, ns, "drainit"), interval)
 		p.hold(t, 4)
-		p.logs.wait(t, "warn:", "404", "POD_NAME")
+		p.logs.Wait(t, patience, "warn:", "404", "POD_NAME")
 		c.bare(t, ns, "web-late")
 		c.waitCosts(t, ns, map[string]string{"web-late": "4"})
-		p.logs.wait(t, "written again")
-		if w := p.logs.warnings(); len(w) != 1 {
+		p.logs.Wait(t, patience, "written again")
+		if w := warnings(p.logs); len(w) != 1 {
 			t.Errorf("%d warn lines besides timeouts, want 1:\n%s", len(w), strings.Join(w, ""))
 		}
 	})
@@ -658,10 +597,10 @@ func TestFailures(t *testing.T) {
 		writeFile(t, filepath.Join(dir, "token"), "not-a-token")
 		p := start(t, c, ns, "web-0", dir, interval)
 		p.hold(t, 5)
-		p.logs.wait(t, "warn:", "401")
+		p.logs.Wait(t, patience, "warn:", "401")
 		writeFile(t, filepath.Join(dir, "token"), string(good))
 		c.waitCosts(t, ns, map[string]string{"web-0": "5"})
-		p.logs.wait(t, "written again")
+		p.logs.Wait(t, patience, "written again")
 	})
 }
 
@@ -724,7 +663,7 @@ func TestServerStopped(t *testing.T) {
 	for n := 2; n <= 50; n++ {
 		p.hold(t, n) // taken at once, server or not
 	}
-	p.logs.wait(t, "warn:", "unreachable")
+	p.logs.Wait(t, patience, "warn:", "unreachable")
 
 	if out, err := exec.Command(filepath.Join(c.dir, "start-apiserver")).CombinedOutput(); err != nil {
 		t.Fatalf("start-apiserver: %v\n%s", err, out)
@@ -732,8 +671,8 @@ func TestServerStopped(t *testing.T) {
 	restarted = true
 	c.waitReady(t)
 	c.waitCosts(t, ns, map[string]string{"web-0": "50"})
-	p.logs.wait(t, "written again")
-	if w := p.logs.warnings(); len(w) > 2 {
+	p.logs.Wait(t, patience, "written again")
+	if w := warnings(p.logs); len(w) > 2 {
 		// unreachable while down; a timeout or a 5xx while it starts
 		t.Errorf("%d warn lines for one outage, want at most 2:\n%s", len(w), strings.Join(w, ""))
 	}
