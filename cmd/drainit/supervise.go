@@ -43,7 +43,7 @@ func parseSupervise(args []string, getenv func(string) string) (supervisor.Confi
 	return c, log, err
 }
 
-// superviseOptions declares drainit's flags, bound to c and lf.
+// superviseOptions declares drainit's flags, bound to c, lf and kf.
 func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv func(string) string) *options {
 	o := newOptions("drainit", getenv)
 	o.globs("lock", &c.Locks, "a lock file pattern; a matching file is a running job")
