@@ -20,13 +20,6 @@ func (s *state) keepCost(ctx context.Context, c podcost.Config) {
 	}
 	snapshots := make(chan []string, 1)
 	counts := make(chan int)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := podcost.Run(ctx, c, counts); err != nil {
-			s.log.Error("pod-deletion-cost is off", "err", err)
-		}
-	}()
 	go func() {
 		// Its info lines (stale locks) would repeat the drain watcher's.
 		quiet := slog.New(demoted{s.log.Handler()})
@@ -35,25 +28,25 @@ func (s *state) keepCost(ctx context.Context, c podcost.Config) {
 			s.log.Error("lock watcher for pod-deletion-cost failed; the cost stays as it is", "err", err)
 		}
 	}()
-	// Until ctx ends, or Run gives up at once (it cannot, with a Config
-	// from FromEnv), pass each snapshot's count on.
-loop:
-	for {
-		select {
-		case held := <-snapshots:
+	go func() {
+		for {
 			select {
-			case counts <- len(held):
-				continue
-			case <-done:
+			case held := <-snapshots:
+				select {
+				case counts <- len(held):
+				case <-ctx.Done():
+					return
+				}
 			case <-ctx.Done():
+				return
 			}
-		case <-done:
-		case <-ctx.Done():
 		}
-		break loop
+	}()
+	// Run returns when ctx ends, or at once if c lacks what FromEnv fills.
+	if err := podcost.Run(ctx, c, counts); err != nil {
+		s.log.Error("pod-deletion-cost is off", "err", err)
+		<-ctx.Done()
 	}
-	<-ctx.Done()
-	<-done
 }
 
 // demoted logs info records at debug level.

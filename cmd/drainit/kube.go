@@ -18,11 +18,11 @@ type kubeFlags struct {
 
 func (kf *kubeFlags) register(o *options) {
 	o.boolean("deletion-cost", &kf.on, "keep the pod's pod-deletion-cost annotation equal to the number of held locks, so a scale-down removes idle pods first")
-	o.duration("deletion-cost-interval", &kf.interval, 5*time.Second, 100*time.Millisecond, "least time between two writes of the annotation; the last value is always written")
-	kf.dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	o.duration("deletion-cost-interval", &kf.interval, podcost.DefaultInterval, 100*time.Millisecond, "least time between two writes of the annotation; the last value is always written")
+	kf.dir = podcost.DefaultKubeDir
 	o.path("kube-dir", &kf.dir, "where the service-account token, ca.crt and namespace are read")
-	o.varName("pod-name-var", &kf.podVar, "POD_NAME", "the variable holding the pod's name (downward API metadata.name)")
-	o.varName("pod-namespace-var", &kf.nsVar, "POD_NAMESPACE", "the variable holding the pod's namespace (downward API metadata.namespace)")
+	o.varName("pod-name-var", &kf.podVar, podcost.DefaultPodVar, "the variable holding the pod's name (downward API metadata.name)")
+	o.varName("pod-namespace-var", &kf.nsVar, podcost.DefaultNamespaceVar, "the variable holding the pod's namespace (downward API metadata.namespace)")
 }
 
 // configure checks the settings of --deletion-cost against the environment

@@ -24,15 +24,23 @@ import (
 	"time"
 )
 
-// Annotation is the pod annotation a ReplicaSet ranks its pods by when it
+// annotation is the pod annotation a ReplicaSet ranks its pods by when it
 // scales down (beta, on by default since Kubernetes 1.22): lower goes first.
 const annotation = "controller.kubernetes.io/pod-deletion-cost"
 
-// DefaultKubeDir is where the kubelet mounts a pod's service-account
-// credentials.
-const defaultKubeDir = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-const defaultInterval = 5 * time.Second
+// What a zero field of Config stands for.
+const (
+	// DefaultKubeDir is where the kubelet mounts a pod's service-account
+	// credentials.
+	DefaultKubeDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	// DefaultInterval is the least time between two writes: the
+	// Kubernetes docs advise against frequent updates of a pod.
+	DefaultInterval = 5 * time.Second
+	// The downward-API variables that hold the pod's name and namespace
+	// in the Kubernetes documentation's examples.
+	DefaultPodVar       = "POD_NAME"
+	DefaultNamespaceVar = "POD_NAMESPACE"
+)
 
 // Config says where the API server, the pod and its credentials are.
 type Config struct {
@@ -44,7 +52,7 @@ type Config struct {
 	Log       *slog.Logger  // nil discards
 
 	// The downward-API variables FromEnv reads the pod's name and
-	// namespace from; POD_NAME and POD_NAMESPACE when empty.
+	// namespace from; DefaultPodVar and DefaultNamespaceVar when empty.
 	PodVar, NamespaceVar string
 }
 
@@ -211,16 +219,16 @@ func Run(ctx context.Context, c Config, counts <-chan int) error {
 // defaults fills the fields whose zero value means "the usual".
 func (c *Config) defaults() {
 	if c.KubeDir == "" {
-		c.KubeDir = defaultKubeDir
+		c.KubeDir = DefaultKubeDir
 	}
 	if c.Interval <= 0 {
-		c.Interval = defaultInterval
+		c.Interval = DefaultInterval
 	}
 	if c.PodVar == "" {
-		c.PodVar = "POD_NAME"
+		c.PodVar = DefaultPodVar
 	}
 	if c.NamespaceVar == "" {
-		c.NamespaceVar = "POD_NAMESPACE"
+		c.NamespaceVar = DefaultNamespaceVar
 	}
 }
 
