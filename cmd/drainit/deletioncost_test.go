@@ -129,7 +129,8 @@ func TestDeletionCostFollowsLocks(t *testing.T) {
 
 // An API server that refuses (403: no Role) or never answers changes
 // nothing in the drain: one warn line, and the stop goes as without the
-// feature, without waiting for a write in flight.
+// feature while a write is in flight. (That the exit does not wait for the
+// write at all is podcost's TestReturnsWithWriteInFlight.)
 func TestDeletionCostFailuresLeaveTheDrainAlone(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -167,9 +168,6 @@ func TestDeletionCostFailuresLeaveTheDrainAlone(t *testing.T) {
 			}
 			if n := strings.Count(p.transcript(), " warn: "); tc.status != 0 && n != 1 {
 				t.Errorf("%d warn lines, want 1", n)
-			}
-			if strings.Contains(p.transcript(), "did not answer") {
-				t.Errorf("drainit waited for the hanging API server before exiting")
 			}
 		})
 	}

@@ -435,6 +435,33 @@ func TestNeverBlocksCounts(t *testing.T) {
 	a.until(t, "1999")
 }
 
+// TestReturnsWithWriteInFlight: when ctx ends, Run returns at once, not
+// when a stalled write gives up, so that drainit's exit never waits for
+// the API server. Not parallel: it lengthens the request timeout to an
+// hour, which a Run that waited for a write not bound to ctx would show.
+func TestReturnsWithWriteInFlight(t *testing.T) {
+	defer podcost.SetRequestTimeout(time.Hour)()
+	a := newAPIServer(t, nil)
+	a.setRespond(func(request) int { return 0 }) // no answer until the client goes
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	counts := make(chan int)
+	done := make(chan error, 1)
+	go func() { done <- podcost.Run(ctx, config(a, kubeDir(t, a, "tok"), time.Millisecond), counts) }()
+	send(t, counts, 1)
+	a.next(t) // the write is in flight, and stays so
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil when ctx ends", err)
+		}
+	case <-time.After(patience):
+		a.srv.CloseClientConnections() // or the server's Close would wait an hour too
+		t.Fatal("Run waited for the write in flight after ctx ended")
+	}
+}
+
 func TestClampsToInt32(t *testing.T) {
 	t.Parallel()
 	a := newAPIServer(t, nil)
