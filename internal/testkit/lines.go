@@ -18,6 +18,7 @@ type Lines struct {
 	changed chan struct{}
 }
 
+// NewLines returns an empty Lines.
 func NewLines() *Lines { return &Lines{changed: make(chan struct{}, 1)} }
 
 func (l *Lines) Write(b []byte) (int, error) {

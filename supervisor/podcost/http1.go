@@ -25,8 +25,8 @@ type response struct {
 
 // exchange sends one request over a new connection and reads the answer:
 // HTTP/1.1 with Connection: close, over TLS when tlsConf is not nil. It is
-// all that one small write every few seconds needs, and linking net/http
-// instead would add 1.2 MB to drainit and as much to its idle RSS. ctx
+// all that one small write every few seconds needs; linking net/http
+// instead adds 1.15 MB to drainit and 0.5 to 1.2 MiB to its idle RSS. ctx
 // bounds the whole exchange; when it ends first, the error is ctx's.
 func exchange(ctx context.Context, addr string, tlsConf *tls.Config, head string, body []byte) (response, error) {
 	var d net.Dialer

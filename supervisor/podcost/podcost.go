@@ -5,7 +5,7 @@
 // pods is effectively random and a busy pod is as likely to go as an idle one.
 // It talks to the API server the way an in-cluster client does, but with one
 // JSON merge patch over HTTP/1.1 and crypto/tls instead of client-go (which
-// would make drainit four times as big).
+// would make drainit about five times as big).
 // It is best effort: a failure is warned about once and retried, and never
 // reaches the caller.
 package podcost
