@@ -58,32 +58,10 @@ func TestMain(m *testing.M) {
 // skipOrFail skips a test that cannot run here, or fails it in CI.
 var skipOrFail = testkit.SkipOrFail
 
-var dockerOK = sync.OnceValue(func() error {
-	if _, err := exec.LookPath("docker"); err != nil {
-		return fmt.Errorf("no docker command: install docker.io and start the engine")
-	}
-	out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("the Docker engine does not answer (%v: %s): start it (service docker start, or dockerd &)", err, strings.TrimSpace(string(out)))
-	}
-	return nil
-})
-
-func needDocker(t *testing.T) {
-	t.Helper()
-	if err := dockerOK(); err != nil {
-		skipOrFail(t, err.Error())
-	}
-}
-
-func docker(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("docker", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+var (
+	needDocker = testkit.NeedDocker
+	docker     = testkit.Docker
+)
 
 func unique(prefix string) string {
 	var b [4]byte

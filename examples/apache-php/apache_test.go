@@ -1,0 +1,86 @@
+package apachephp_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// The first user's stop: three jobs of 2, 4 and 6 s started through the
+// app's own page, then docker stop. drainit holds the stop until the last
+// job has removed its lock, then gives Apache its graceful stop.
+func TestDockerStopKeepsJobs(t *testing.T) {
+	needImage(t)
+	t.Parallel()
+	c := run(t)
+	jobs := map[string]time.Duration{"a": 2 * time.Second, "b": 4 * time.Second, "c": 6 * time.Second}
+	for _, id := range []string{"a", "b", "c"} {
+		c.start(id, jobs[id])
+	}
+	stopped := c.stop(30)
+
+	done := c.done()
+	var last time.Time
+	for id := range jobs {
+		at, ok := done[id]
+		if !ok {
+			t.Errorf("job %s was lost (jobs.log: %v)", id, done)
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	if code := c.exitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0 (Apache's own after its graceful stop)", code)
+	}
+	logs := c.logs()
+	for _, want := range []string{"draining", "drain done", "stopping the app signal=SIGWINCH"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no %q in docker logs", want)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	// Apache's graceful stop takes about a second; the budget is 30 s. A
+	// stop that ends far from the last job waited for something else.
+	linger := c.finished().Sub(last)
+	t.Logf("last job's release → container exit: %v; docker stop returned %v after it",
+		linger.Round(time.Millisecond), stopped.Sub(last).Round(time.Millisecond))
+	if linger > 10*time.Second {
+		t.Errorf("the container exited %v after the last job: the drain did not end on the release", linger)
+	}
+}
+
+// The same stop without drainit, and with drainit behind the wrong stop
+// signal: the jobs die with Apache, which signals its whole process group.
+func TestContrasts(t *testing.T) {
+	needImage(t)
+	cases := []struct {
+		name string
+		opts []string
+		// wantLog is a line the container's log must hold.
+		wantLog string
+	}{
+		{"apache as PID 1", []string{"--entrypoint", "apache2-foreground"}, ""},
+		{"docker run --init", []string{"--init", "--entrypoint", "apache2-foreground"}, ""},
+		// php:apache's own STOPSIGNAL, left in place: drainit cannot drain
+		// on a signal it is not told about, but it says what to fix.
+		{"STOPSIGNAL SIGWINCH", []string{"--stop-signal", "WINCH"}, "STOPSIGNAL SIGTERM"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := run(t, tc.opts...)
+			c.start("a", 4*time.Second)
+			c.start("b", 6*time.Second)
+			c.stop(30)
+			if done := c.done(); len(done) != 0 {
+				t.Errorf("jobs finished: %v; want both lost, as without drainit", done)
+			}
+			if tc.wantLog != "" && !strings.Contains(c.logs(), tc.wantLog) {
+				t.Errorf("no %q in docker logs", tc.wantLog)
+			}
+		})
+	}
+}
