@@ -224,6 +224,7 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 		by = "SIG" + signals.Name(cause)
 	}
 	s.log.Info("draining", "by", by, "locks", summary(s.held), "budget", left(s.drainEnd, now))
+	warnMissingDirs(s.log, s.cfg.Locks)
 	// The marker first: an app that looks for it on the quiet signal
 	// must find it.
 	if s.cfg.Marker != "" {

@@ -276,6 +276,29 @@ func TestDrainAfterAppExit(t *testing.T) {
 	})
 }
 
+// A --lock whose directory does not exist is warned about at start and at
+// the drain, and the first line shows what decides a stop.
+func TestLockDirMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "app", "lock")
+	p := start(t, pid1, opts{env: append(helper("signals", "HELPER_EXIT_ON=28"), "DRAINIT_LOCK="+missing+"/*.lock")},
+		"--grace", "45s", "--stop-signal", "WINCH", "--drain-on", "TERM,QUIT", "--", selfBin)
+	first := p.waitLine(`^drainit .*`, long)[0]
+	want := `^drainit \S+ started command=\S+ pid=\d+ mode="PID 1" lock=` + regexp.QuoteMeta(missing) + `/\*\.lock grace=45s stop-signal=WINCH drain-on=TERM,QUIT$`
+	if !regexp.MustCompile(want).MatchString(first) {
+		t.Errorf("first line %q, want it to match %q", first, want)
+	}
+	warn := `warn: lock directory ` + regexp.QuoteMeta(missing) + ` does not exist: no lock can be held there; create it in the image \(RUN mkdir -p ` + regexp.QuoteMeta(missing) + `\) or correct DRAINIT_LOCK`
+	p.waitLine(warn, long)
+	p.waitSeen(`^ready`, long)
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`draining by=SIGTERM locks=none`, long)
+	p.waitLine(warn, long)
+	p.waitSeen(`^signal 28$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
 // With inotify out of reach for real (the user's instances exhausted),
 // drainit warns once and polls.
 func TestDrainPollingFallback(t *testing.T) {
