@@ -85,7 +85,7 @@ func TestDrainDeadline(t *testing.T) {
 	p.waitLine(`^ready`, long)
 	t0 := time.Now()
 	p.signal(syscall.SIGTERM)
-	p.waitLine(`error: drain deadline reached with 1 locks still held: `+regexp.QuoteMeta(stuck), long)
+	p.waitLine(`error: drain deadline reached with 1 lock still held: `+regexp.QuoteMeta(stuck)+`; stopping the app anyway$`, long)
 	if d := time.Since(t0); d < 2*time.Second {
 		t.Errorf("drain deadline after %v, want 4s - 1s - 1s = 2s", d)
 	}
@@ -272,6 +272,41 @@ func TestDrainAfterAppExit(t *testing.T) {
 		p.waitLine(`^job 1 done`, long)
 		if code := p.wait(long); code != 5 {
 			t.Fatalf("exit code %d, want 5", code)
+		}
+	})
+}
+
+// php:apache's STOPSIGNAL trap: WINCH goes past the drain, the app kills
+// its whole process group, the job with it, and the job's lock stays. As
+// PID 1 drainit sees that no process is left that could release it and
+// exits at once with the app's code, not at the end of its 60s grace; as a
+// subreaper it cannot see every process that may hold it, and waits.
+func TestDrainEndsWhenNobodyIsLeft(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		dir := lockDir(t)
+		lock := dir + "/j.lock"
+		app := fmt.Sprintf(`trap 'kill -9 0' WINCH; DRAINIT_TEST_HELPER=job "$0" %s 1000s 1 & while [ ! -e %s ]; do :; done; echo ready; sleep 1000 & wait $!`, lock, lock)
+		p := start(t, m, opts{}, "--lock", dir+"/*.lock", "--grace", "60s", "--", "sh", "-c", app, selfBin)
+		p.waitLine(`^ready`, long)
+		p.signal(syscall.SIGWINCH)
+		p.waitLine(`app exited status="killed by SIGKILL"`, long)
+		p.waitLine(`draining by="the app's exit" locks="1 `, long)
+		if m.pid1 {
+			p.waitLine(`warn: the app has exited and no process is left that could release 1 lock: `+regexp.QuoteMeta(lock)+`; ending the drain now$`, long)
+		} else {
+			p.waitLine(`the app has exited and left no process behind; still waiting for 1 lock`, long)
+			if _, err := os.Stat(lock); err != nil {
+				t.Fatalf("the lock is gone before the test removed it: %v", err)
+			}
+			os.Remove(lock)
+			p.waitLine(`released .*j.lock, 0 left`, long)
+		}
+		// A deadline for the test, far below the grace: not a measure of speed.
+		if code := p.wait(long); code != 137 {
+			t.Fatalf("exit code %d, want the app's 137", code)
+		}
+		if p.has("drain deadline") || p.has("stopping the app") {
+			t.Error("drainit waited for the deadline, or claims to stop an app that is gone")
 		}
 	})
 }
