@@ -125,8 +125,31 @@ func (s *state) route(ctx context.Context) {
 			s.log.Debug("signal dropped: the app is gone", "signal", signals.Name(sig))
 		default:
 			s.send(sig, "forwarded")
+			s.warnStopTrap(sig)
 		}
 	}
+}
+
+// warnStopTrap warns when a signal that is likely the container's stop
+// signal went past the drain to the app while jobs hold locks: the
+// STOPSIGNAL trap (php:apache's WINCH, php-fpm's and nginx's QUIT). The app
+// stops at once and takes the jobs with it, and without this line nothing
+// between "started" and "app exited" would say why. Outside a drain nothing
+// watches the locks, so they are counted by a one-off scan, only for these
+// signals and after the signal is on its way.
+func (s *state) warnStopTrap(sig syscall.Signal) {
+	if len(s.cfg.Locks) == 0 || (sig != syscall.SIGWINCH && sig != syscall.SIGQUIT && sig != s.cfg.StopSignal) {
+		return
+	}
+	// Its stale-lock lines would repeat the drain watcher's.
+	quiet := slog.New(demoted{s.log.Handler()})
+	held := lockwatch.Scan(lockwatch.Options{Patterns: s.cfg.Locks, StalePID: s.cfg.StalePID, Logger: quiet})
+	if len(held) == 0 {
+		return
+	}
+	name := signals.Name(sig)
+	s.log.Warn(fmt.Sprintf("SIG%s passed to the app while %s held; if it is the container's stop signal, no job is waited for: set STOPSIGNAL SIGTERM (docker run --stop-signal TERM) or add %s to DRAINIT_DRAIN_ON (--drain-on)",
+		name, plural(len(held), "lock is", "locks are"), name), "locks", summary(held))
 }
 
 // send delivers sig to the app, or its group with --group.

@@ -334,6 +334,39 @@ func TestLockDirMissing(t *testing.T) {
 	}
 }
 
+// The STOPSIGNAL trap is named when it springs: WINCH (QUIT, or the
+// --stop-signal) passed to the app while a lock is held gets a warn line
+// with the fix. Without a lock, or for another signal, it is a debug line.
+func TestStopSignalTrapWarned(t *testing.T) {
+	dir := lockDir(t)
+	lock := dir + "/j.lock"
+	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--", selfBin)
+	p.waitLine(`^ready`, long)
+	p.signal(syscall.SIGWINCH)
+	p.waitSeen(`^signal 28$`, long)
+	// The router takes signals one at a time: once USR1 is forwarded,
+	// whatever WINCH was to log is logged.
+	p.signal(syscall.SIGUSR1)
+	p.waitSeen(`signal forwarded signal=USR1 `, long)
+	if p.has("warn:") {
+		t.Fatal("a warn line for WINCH with no lock held")
+	}
+	os.WriteFile(lock, nil, 0o644)
+	p.signal(syscall.SIGUSR2) // not a likely stop signal: no warn line
+	p.waitSeen(`signal forwarded signal=USR2 `, long)
+	p.signal(syscall.SIGWINCH)
+	p.waitSeen(`warn: SIGWINCH passed to the app while 1 lock is held; if it is the container's stop signal, no job is waited for: `+
+		`set STOPSIGNAL SIGTERM \(docker run --stop-signal TERM\) or add WINCH to DRAINIT_DRAIN_ON \(--drain-on\) locks="1 \(`+regexp.QuoteMeta(lock)+`\)"$`, long)
+	os.Remove(lock)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if n := strings.Count(p.transcript(), "warn:"); n != 1 {
+		t.Fatalf("%d warn lines, want only WINCH's with the lock held", n)
+	}
+}
+
 // With inotify out of reach for real (the user's instances exhausted),
 // drainit warns once and polls.
 func TestDrainPollingFallback(t *testing.T) {
