@@ -56,6 +56,9 @@ type state struct {
 	// were: signalStrays, or a stand-in in tests, where the real one would
 	// signal the test binary's own children.
 	strays func(syscall.Signal) int
+	// alone reports that drainit is the only process of its PID
+	// namespace: aloneInNamespace, or a stand-in in tests.
+	alone func() bool
 
 	appGone  atomic.Bool // set by the reaper the moment it reaps the app
 	drainc   chan syscall.Signal
@@ -75,6 +78,8 @@ type state struct {
 	delayEnd     time.Time      // --delay
 	budgetEnd    time.Time      // t0 + grace - margin
 	nextProgress time.Time
+	aliveAt      time.Time // the last time alone was asked during this drain
+	saidOutside  bool      // the subreaper has said why it still waits
 
 	appKillAt   time.Time // zero until the app has its stop signal
 	appKilled   time.Time // when the app got SIGKILL
@@ -91,6 +96,7 @@ func newState(cfg Config, app int, pid1 bool) *state {
 		locksc:  make(chan []string, 1),
 	}
 	s.strays = s.signalStrays
+	s.alone = aloneInNamespace
 	return s
 }
 
@@ -119,8 +125,31 @@ func (s *state) route(ctx context.Context) {
 			s.log.Debug("signal dropped: the app is gone", "signal", signals.Name(sig))
 		default:
 			s.send(sig, "forwarded")
+			s.warnStopTrap(sig)
 		}
 	}
+}
+
+// warnStopTrap warns when a signal that is likely the container's stop
+// signal went past the drain to the app while jobs hold locks: the
+// STOPSIGNAL trap (php:apache's WINCH, php-fpm's and nginx's QUIT). The app
+// stops at once and takes the jobs with it, and without this line nothing
+// between "started" and "app exited" would say why. Outside a drain nothing
+// watches the locks, so they are counted by a one-off scan, only for these
+// signals and after the signal is on its way.
+func (s *state) warnStopTrap(sig syscall.Signal) {
+	if len(s.cfg.Locks) == 0 || (sig != syscall.SIGWINCH && sig != syscall.SIGQUIT && sig != s.cfg.StopSignal) {
+		return
+	}
+	// Its stale-lock lines would repeat the drain watcher's.
+	quiet := slog.New(demoted{s.log.Handler()})
+	held := lockwatch.Scan(lockwatch.Options{Patterns: s.cfg.Locks, StalePID: s.cfg.StalePID, Logger: quiet})
+	if len(held) == 0 {
+		return
+	}
+	name := signals.Name(sig)
+	s.log.Warn(fmt.Sprintf("SIG%s passed to the app while %s held; if it is the container's stop signal, no job is waited for: set STOPSIGNAL SIGTERM (docker run --stop-signal TERM) or add %s to DRAINIT_DRAIN_ON (--drain-on)",
+		name, plural(len(held), "lock is", "locks are"), name), "locks", summary(held))
 }
 
 // send delivers sig to the app, or its group with --group.
@@ -173,7 +202,11 @@ func (s *state) onDrainSignal(sig syscall.Signal, now time.Time) {
 		s.startDrain(sig, now)
 	case draining:
 		if sig == syscall.SIGINT {
-			s.log.Info("second SIGINT: ending the drain now")
+			if s.cause == syscall.SIGINT {
+				s.log.Info("second SIGINT: ending the drain now")
+			} else {
+				s.log.Info("SIGINT while draining: ending the drain now")
+			}
 			s.endDrain(now)
 			return
 		}
@@ -224,6 +257,7 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 		by = "SIG" + signals.Name(cause)
 	}
 	s.log.Info("draining", "by", by, "locks", summary(s.held), "budget", left(s.drainEnd, now))
+	warnMissingDirs(s.log, s.cfg.Locks)
 	// The marker first: an app that looks for it on the quiet signal
 	// must find it.
 	if s.cfg.Marker != "" {
@@ -365,8 +399,21 @@ func (s *state) advance(now time.Time) {
 		switch {
 		case s.scanned && len(s.held) == 0 && !now.Before(s.delayEnd):
 			s.endDrain(now)
+		case s.nobodyLeft(now):
+			if len(s.held) > 0 {
+				s.log.Warn(fmt.Sprintf("the app has exited and no process is left that could release %s: %s; ending the drain now",
+					plural(len(s.held), "lock", "locks"), strings.Join(s.held, ", ")))
+			}
+			s.endDrain(now)
 		case !now.Before(s.drainEnd):
-			s.log.Error(fmt.Sprintf("drain deadline reached with %d locks still held: %s; stopping the app anyway", len(s.held), strings.Join(s.held, ", ")))
+			then := "stopping the app anyway"
+			switch {
+			case s.appGone.Load() && s.childless:
+				then = "the app has exited and left no process behind"
+			case s.appGone.Load():
+				then = "the app has exited: ending the processes it left behind"
+			}
+			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", plural(len(s.held), "lock", "locks"), strings.Join(s.held, ", "), then))
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):
 			s.log.Info("draining", "locks", summary(s.held), "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))
@@ -421,6 +468,40 @@ func (s *state) advance(now time.Time) {
 	}
 }
 
+// nobodyLeft reports that the drain waits for what can no longer happen:
+// the app has exited and, as PID 1, no other process is left in the PID
+// namespace, so no lock still held can ever be released (Apache, stopped by
+// a STOPSIGNAL that went past the drain, kills its whole process group,
+// jobs included; their locks stay behind). Waiting out the budget would
+// only delay the container's end. A process of another container that
+// shares the lock directory is not waited for: drainit's exit does not end
+// it, so waiting would protect nothing. As a subreaper drainit cannot know:
+// a process of its namespace outside its tree (the init above it, a docker
+// exec) may still hold the locks, so it keeps waiting, and says so once.
+//
+// It asks only once the reaper has found no child left (wait4 gave ECHILD),
+// and the app's status is in. From then on only a process entered from
+// outside (docker exec, kubectl exec: setns, with a parent outside the
+// namespace) can be in it, and such a process's exit sends drainit no
+// SIGCHLD, so the question is asked again on every event and every --poll.
+// A process that enters right after the answer is too late for the drain,
+// as it would be a moment after drainit exits.
+func (s *state) nobodyLeft(now time.Time) bool {
+	if s.status == nil || !s.childless {
+		return false
+	}
+	if !s.pid1 {
+		if !s.saidOutside && len(s.held) > 0 {
+			s.saidOutside = true
+			s.log.Info(fmt.Sprintf("the app has exited and left no process behind; still waiting for %s: not being PID 1, drainit cannot tell whether a process outside its tree holds one",
+				plural(len(s.held), "lock", "locks")))
+		}
+		return false
+	}
+	s.aliveAt = now
+	return s.alone()
+}
+
 // nextWake is the next moment advance has something to do.
 func (s *state) nextWake() (time.Time, bool) {
 	var ts []time.Time
@@ -429,6 +510,9 @@ func (s *state) nextWake() (time.Time, bool) {
 		ts = append(ts, s.drainEnd, s.nextProgress)
 		if s.delayEnd.After(s.t0) {
 			ts = append(ts, s.delayEnd)
+		}
+		if !s.aliveAt.IsZero() {
+			ts = append(ts, s.aliveAt.Add(orDefault(s.cfg.Poll, time.Second)))
 		}
 	case stopping:
 		switch {
@@ -469,6 +553,21 @@ func describe(ws unix.WaitStatus) string {
 		return "killed by SIG" + signals.Name(ws.Signal())
 	}
 	return fmt.Sprintf("exit %d", ws.ExitStatus())
+}
+
+// plural is "1 lock" or "3 locks".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+func orDefault(d, otherwise time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return otherwise
 }
 
 // summary names the first few held locks and counts the rest.

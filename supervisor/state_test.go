@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"log/slog"
 	"strings"
 	"syscall"
@@ -172,5 +173,73 @@ func TestDiff(t *testing.T) {
 	released, added = diff(nil, nil)
 	if released != nil || added != nil {
 		t.Fatal("diff of nothing")
+	}
+}
+
+// appGoneWithLock is a state whose app exited on its own while one lock is
+// held, its status in but a child still left.
+func appGoneWithLock(t *testing.T, pid1 bool, alone func() bool) (*state, time.Time) {
+	s := testState(Config{Locks: []string{"/nonexistent/*.lock"}, Poll: time.Second})
+	s.pid1, s.alone = pid1, alone
+	t0 := time.Now()
+	ws := unix.WaitStatus(syscall.SIGKILL)
+	s.appGone.Store(true)
+	s.onReaped(reaped{app: &ws}, t0)
+	t.Cleanup(s.stopWatcher)
+	s.onLocks([]string{"/app/lock/a.lock"})
+	s.advance(t0)
+	if s.phase != draining {
+		t.Fatalf("a child is left: phase %v, want draining", s.phase)
+	}
+	return s, t0
+}
+
+// As PID 1, with the app gone and no child left, the drain ends once
+// nobody else is in the namespace, and drainit exits with the app's code.
+func TestNobodyLeftEndsTheDrain(t *testing.T) {
+	alone := false
+	s, t0 := appGoneWithLock(t, true, func() bool { return alone })
+	s.onReaped(reaped{childless: true}, t0.Add(time.Second))
+	s.advance(t0.Add(time.Second))
+	if s.phase != draining {
+		t.Fatalf("a process entered from outside is still there: phase %v, want draining", s.phase)
+	}
+	if wake, ok := s.nextWake(); !ok || !wake.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("next wake %v, want one --poll after the last look", wake.Sub(t0))
+	}
+	alone = true
+	s.advance(t0.Add(2 * time.Second))
+	if s.phase != exited {
+		t.Fatalf("nobody left: phase %v, want exited", s.phase)
+	}
+	if s.exitCode() != 137 {
+		t.Errorf("exit code %d, want the app's 137", s.exitCode())
+	}
+}
+
+// As a subreaper drainit cannot see every process that may hold a lock:
+// it keeps waiting, up to the deadline, and the deadline's line does not
+// pretend to stop an app that is gone.
+func TestSubreaperWaitsWhenNobodyIsLeft(t *testing.T) {
+	s, t0 := appGoneWithLock(t, false, func() bool {
+		t.Fatal("a subreaper asked whether it is alone in its namespace")
+		return false
+	})
+	var out bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&out, nil))
+	s.onReaped(reaped{childless: true}, t0.Add(time.Second))
+	s.advance(t0.Add(time.Second))
+	if s.phase != draining {
+		t.Fatalf("phase %v, want draining", s.phase)
+	}
+	if !strings.Contains(out.String(), "still waiting for 1 lock") {
+		t.Errorf("no line says why it waits:\n%s", out.String())
+	}
+	s.advance(s.drainEnd)
+	if s.phase != exited {
+		t.Fatalf("at the deadline: phase %v, want exited", s.phase)
+	}
+	if l := out.String(); !strings.Contains(l, "drain deadline reached with 1 lock still held: /app/lock/a.lock; the app has exited and left no process behind") || strings.Contains(l, "stopping the app") {
+		t.Errorf("deadline lines:\n%s", l)
 	}
 }

@@ -10,6 +10,9 @@ package supervisor
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -20,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/drainit/drainit/signals"
+	"github.com/drainit/drainit/supervisor/lockwatch"
 	"github.com/drainit/drainit/supervisor/podcost"
 	"github.com/drainit/drainit/supervisor/spawn"
 )
@@ -60,28 +64,18 @@ func Run(cfg Config) int {
 	log := cfg.Log
 	pid1 := os.Getpid() == 1
 	mode := "PID 1"
+	var subreaperErr error
 	if !pid1 {
 		// Without this, jobs that the app orphans (PHP's exec("job &"))
 		// would be reparented to the real init and escape the drain.
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			log.Warn("not PID 1 and cannot become a subreaper: orphaned jobs will not be reaped or waited for; run drainit as the container's ENTRYPOINT", "err", err)
+		mode = "subreaper"
+		if subreaperErr = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); subreaperErr != nil {
 			mode = "no subreaper"
-		} else {
-			log.Debug("not PID 1: registered as a child subreaper")
-			mode = "subreaper"
 		}
 	}
-	for _, sig := range cfg.Signals.Ignored {
-		log.Debug("signal was ignored at start and stays ignored", "signal", signals.Name(sig))
-	}
-
-	if cfg.Marker != "" {
-		// One left by an earlier life of this container (a restart keeps
-		// the filesystem) would make the app refuse jobs from the start.
-		if err := os.Remove(cfg.Marker); err == nil {
-			log.Info("removed a drain marker left from before", "path", cfg.Marker)
-		}
-	}
+	// One left by an earlier life of this container (a restart keeps the
+	// filesystem) would make the app refuse jobs from the start.
+	oldMarker := cfg.Marker != "" && os.Remove(cfg.Marker) == nil
 
 	// As PID 1, drainit's death ends the namespace and the kernel kills
 	// every process in it. As a subreaper it would leave the app running
@@ -96,7 +90,26 @@ func Run(cfg Config) int {
 		log.Error(err.Error())
 		return spawn.ExitCode(err)
 	}
-	log.Info("started", "command", short(strings.Join(cfg.Command, " ")), "pid", pid, "mode", mode)
+	// The first line, and the one to read when a stop went wrong: it holds
+	// everything that decides a stop, so a mistyped DRAINIT_LOCK or a
+	// missing DRAINIT_DRAIN_ON shows in kubectl logs. What came up before
+	// the app started is logged after it.
+	log.Info("started", "command", short(strings.Join(cfg.Command, " ")), "pid", pid, "mode", mode,
+		"lock", orNone(strings.Join(cfg.Locks, ":")), "grace", cfg.Grace,
+		"stop-signal", stopSignalText(cfg.StopSignal), "drain-on", signalList(cfg.DrainOn))
+	switch {
+	case subreaperErr != nil:
+		log.Warn("not PID 1 and cannot become a subreaper: orphaned jobs will not be reaped or waited for; run drainit as the container's ENTRYPOINT", "err", subreaperErr)
+	case !pid1:
+		log.Debug("not PID 1: registered as a child subreaper")
+	}
+	for _, sig := range cfg.Signals.Ignored {
+		log.Debug("signal was ignored at start and stays ignored", "signal", signals.Name(sig))
+	}
+	if oldMarker {
+		log.Info("removed a drain marker left from before", "path", cfg.Marker)
+	}
+	warnMissingDirs(log, cfg.Locks)
 
 	s := newState(cfg, pid, pid1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -112,6 +125,55 @@ func Run(cfg Config) int {
 	code := s.exitCode()
 	log.Info("exiting", "code", code)
 	return code
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func stopSignalText(sig syscall.Signal) string {
+	if sig == 0 {
+		return "the drain's signal"
+	}
+	return signals.Name(sig)
+}
+
+// signalList is written as --drain-on takes it: TERM,INT.
+func signalList(sigs []syscall.Signal) string {
+	names := make([]string, len(sigs))
+	for i, sig := range sigs {
+		names[i] = signals.Name(sig)
+	}
+	return strings.Join(names, ",")
+}
+
+// warnMissingDirs warns about each lock pattern whose fixed directory is
+// not there, at start and again when the drain starts: no lock can be held
+// in it, so a wrong DRAINIT_LOCK would otherwise show only as locks=none at
+// the stop, with every job lost. It is a warning, not bad input: the app
+// may create the directory once it runs.
+func warnMissingDirs(log *slog.Logger, patterns []string) {
+	for _, p := range patterns {
+		dir := lockwatch.FixedDir(p)
+		if dir == "" {
+			continue
+		}
+		fi, err := os.Stat(dir)
+		problem := ""
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			problem = "does not exist"
+		case errors.Is(err, syscall.ENOTDIR), err == nil && !fi.IsDir():
+			problem = "is not a directory"
+		default:
+			// There, or unreadable (EACCES): the watcher says more on that.
+			continue
+		}
+		log.Warn(fmt.Sprintf("lock directory %s %s: no lock can be held there; create it in the image (RUN mkdir -p %s) or correct DRAINIT_LOCK (--lock)", dir, problem, dir), "lock", p)
+	}
 }
 
 // short keeps a long command line (a shell script passed with -c) from

@@ -23,7 +23,7 @@ func runWait(args []string, caught *signals.Caught) int {
 func waitOptions(c *jobs.WaitConfig, lf *logFlags, toPID1 *bool, getenv func(string) string) *options {
 	o := newOptions("drainit wait", getenv)
 	o.globs("lock", &c.Locks, "a lock file pattern; a matching file is a running job")
-	o.duration("timeout", &c.Timeout, 0, 0, "give up after this long and exit 1 (default: no limit)")
+	o.duration("timeout", &c.Timeout, 0, 0, "give up after this long and exit 1").defText = "no limit"
 	o.duration("poll", &c.Poll, time.Second, time.Millisecond, "rescan interval, the fallback where file events don't arrive")
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
 	*toPID1 = true

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,7 +62,21 @@ func TestWaitTimeout(t *testing.T) {
 	if code := p.wait(long); code != 1 {
 		t.Fatalf("exit code %d, want 1", code)
 	}
-	p.waitLine(`error: timeout after 300ms with 2 locks still held: .*a.lock, .*b.lock`, long)
+	m := p.waitLine(`error: gave up after waiting (\S+) \(--timeout 300ms\) with 2 locks still held: .*a.lock, .*b.lock`, long)
+	if d, err := time.ParseDuration(m[1]); err != nil || d < 300*time.Millisecond {
+		t.Fatalf("waited %q, want how long it waited: at least the 300ms timeout", m[1])
+	}
+}
+
+func TestWaitHelp(t *testing.T) {
+	p := run(t, nil, "wait", "--help")
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	m := regexp.MustCompile(`(?m)^  --timeout .*$`).FindString(p.transcript())
+	if !strings.Contains(m, "(default no limit)") || strings.Count(m, "default") != 1 {
+		t.Fatalf("--timeout's help line %q: want its default once, as no limit", m)
+	}
 }
 
 func TestWaitBadInput(t *testing.T) {

@@ -85,7 +85,7 @@ func TestDrainDeadline(t *testing.T) {
 	p.waitLine(`^ready`, long)
 	t0 := time.Now()
 	p.signal(syscall.SIGTERM)
-	p.waitLine(`error: drain deadline reached with 1 locks still held: `+regexp.QuoteMeta(stuck), long)
+	p.waitLine(`error: drain deadline reached with 1 lock still held: `+regexp.QuoteMeta(stuck)+`; stopping the app anyway$`, long)
 	if d := time.Since(t0); d < 2*time.Second {
 		t.Errorf("drain deadline after %v, want 4s - 1s - 1s = 2s", d)
 	}
@@ -274,6 +274,97 @@ func TestDrainAfterAppExit(t *testing.T) {
 			t.Fatalf("exit code %d, want 5", code)
 		}
 	})
+}
+
+// php:apache's STOPSIGNAL trap: WINCH goes past the drain, the app kills
+// its whole process group, the job with it, and the job's lock stays. As
+// PID 1 drainit sees that no process is left that could release it and
+// exits at once with the app's code, not at the end of its 60s grace; as a
+// subreaper it cannot see every process that may hold it, and waits.
+func TestDrainEndsWhenNobodyIsLeft(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		dir := lockDir(t)
+		lock := dir + "/j.lock"
+		app := fmt.Sprintf(`trap 'kill -9 0' WINCH; DRAINIT_TEST_HELPER=job "$0" %s 1000s 1 & while [ ! -e %s ]; do :; done; echo ready; sleep 1000 & wait $!`, lock, lock)
+		p := start(t, m, opts{}, "--lock", dir+"/*.lock", "--grace", "60s", "--", "sh", "-c", app, selfBin)
+		p.waitLine(`^ready`, long)
+		p.signal(syscall.SIGWINCH)
+		p.waitLine(`app exited status="killed by SIGKILL"`, long)
+		p.waitLine(`draining by="the app's exit" locks="1 `, long)
+		if m.pid1 {
+			p.waitLine(`warn: the app has exited and no process is left that could release 1 lock: `+regexp.QuoteMeta(lock)+`; ending the drain now$`, long)
+		} else {
+			p.waitLine(`the app has exited and left no process behind; still waiting for 1 lock`, long)
+			if _, err := os.Stat(lock); err != nil {
+				t.Fatalf("the lock is gone before the test removed it: %v", err)
+			}
+			os.Remove(lock)
+			p.waitLine(`released .*j.lock, 0 left`, long)
+		}
+		// A deadline for the test, far below the grace: not a measure of speed.
+		if code := p.wait(long); code != 137 {
+			t.Fatalf("exit code %d, want the app's 137", code)
+		}
+		if p.has("drain deadline") || p.has("stopping the app") {
+			t.Error("drainit waited for the deadline, or claims to stop an app that is gone")
+		}
+	})
+}
+
+// A --lock whose directory does not exist is warned about at start and at
+// the drain, and the first line shows what decides a stop.
+func TestLockDirMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "app", "lock")
+	p := start(t, pid1, opts{env: append(helper("signals", "HELPER_EXIT_ON=28"), "DRAINIT_LOCK="+missing+"/*.lock")},
+		"--grace", "45s", "--stop-signal", "WINCH", "--drain-on", "TERM,QUIT", "--", selfBin)
+	first := p.waitLine(`^drainit .*`, long)[0]
+	want := `^drainit \S+ started command=\S+ pid=\d+ mode="PID 1" lock=` + regexp.QuoteMeta(missing) + `/\*\.lock grace=45s stop-signal=WINCH drain-on=TERM,QUIT$`
+	if !regexp.MustCompile(want).MatchString(first) {
+		t.Errorf("first line %q, want it to match %q", first, want)
+	}
+	warn := `warn: lock directory ` + regexp.QuoteMeta(missing) + ` does not exist: no lock can be held there; create it in the image \(RUN mkdir -p ` + regexp.QuoteMeta(missing) + `\) or correct DRAINIT_LOCK`
+	p.waitLine(warn, long)
+	p.waitSeen(`^ready`, long)
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`draining by=SIGTERM locks=none`, long)
+	p.waitLine(warn, long)
+	p.waitSeen(`^signal 28$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// The STOPSIGNAL trap is named when it springs: WINCH (QUIT, or the
+// --stop-signal) passed to the app while a lock is held gets a warn line
+// with the fix. Without a lock, or for another signal, it is a debug line.
+func TestStopSignalTrapWarned(t *testing.T) {
+	dir := lockDir(t)
+	lock := dir + "/j.lock"
+	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--", selfBin)
+	p.waitLine(`^ready`, long)
+	p.signal(syscall.SIGWINCH)
+	p.waitSeen(`^signal 28$`, long)
+	// The router takes signals one at a time: once USR1 is forwarded,
+	// whatever WINCH was to log is logged.
+	p.signal(syscall.SIGUSR1)
+	p.waitSeen(`signal forwarded signal=USR1 `, long)
+	if p.has("warn:") {
+		t.Fatal("a warn line for WINCH with no lock held")
+	}
+	os.WriteFile(lock, nil, 0o644)
+	p.signal(syscall.SIGUSR2) // not a likely stop signal: no warn line
+	p.waitSeen(`signal forwarded signal=USR2 `, long)
+	p.signal(syscall.SIGWINCH)
+	p.waitSeen(`warn: SIGWINCH passed to the app while 1 lock is held; if it is the container's stop signal, no job is waited for: `+
+		`set STOPSIGNAL SIGTERM \(docker run --stop-signal TERM\) or add WINCH to DRAINIT_DRAIN_ON \(--drain-on\) locks="1 \(`+regexp.QuoteMeta(lock)+`\)"$`, long)
+	os.Remove(lock)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if n := strings.Count(p.transcript(), "warn:"); n != 1 {
+		t.Fatalf("%d warn lines, want only WINCH's with the lock held", n)
+	}
 }
 
 // With inotify out of reach for real (the user's instances exhausted),

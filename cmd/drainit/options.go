@@ -57,6 +57,9 @@ type value struct {
 	set    func(string) error
 	show   func() string
 	isBool bool
+	// defText stands for the default in --help where its value would say
+	// nothing ("no limit" rather than 0s).
+	defText string
 }
 
 func (v *value) String() string {
@@ -84,9 +87,9 @@ func (o *options) add(name, help string, set func(string) error, show func() str
 	return v
 }
 
-func (o *options) duration(name string, dst *time.Duration, def time.Duration, min time.Duration, help string) {
+func (o *options) duration(name string, dst *time.Duration, def time.Duration, min time.Duration, help string) *value {
 	*dst = def
-	o.add(name, help, func(s string) error {
+	return o.add(name, help, func(s string) error {
 		d, err := parseDuration(s)
 		if err != nil {
 			return err
@@ -120,8 +123,8 @@ func (o *options) boolean(name string, dst *bool, help string) {
 	v.isBool = true
 }
 
-func (o *options) signal(name string, dst *syscall.Signal, help string) {
-	o.add(name, help, func(s string) error {
+func (o *options) signal(name string, dst *syscall.Signal, help string) *value {
+	return o.add(name, help, func(s string) error {
 		sig, err := signals.Parse(s)
 		if err != nil {
 			return fmt.Errorf("%v; use a name like TERM or SIGTERM, or a number like 15", err)
@@ -328,7 +331,9 @@ func (o *options) printDefaults(w io.Writer) {
 			name += " VALUE"
 		}
 		def := ""
-		if f.DefValue != "" && f.DefValue != "false" {
+		if v, ok := f.Value.(*value); ok && v.defText != "" {
+			def = " (default " + v.defText + ")"
+		} else if f.DefValue != "" && f.DefValue != "false" {
 			def = " (default " + f.DefValue + ")"
 		}
 		fmt.Fprintf(w, "  %-28s %s%s  [%s]\n", name, f.Usage, def, envName(f.Name))

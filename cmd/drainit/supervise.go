@@ -50,7 +50,7 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv 
 	o.duration("grace", &c.Grace, 30*time.Second, time.Nanosecond, "the whole budget from the first stop signal to drainit's exit")
 	o.duration("stop-timeout", &c.StopTimeout, 10*time.Second, time.Nanosecond, "time the app gets between its stop signal and SIGKILL")
 	o.drainSignals("drain-on", &c.DrainOn, []syscall.Signal{syscall.SIGTERM, syscall.SIGINT}, "signals that start the drain")
-	o.signal("stop-signal", &c.StopSignal, "what the app gets when the drain ends (default: the signal that started it)")
+	o.signal("stop-signal", &c.StopSignal, "what the app gets when the drain ends").defText = "the signal that started the drain"
 	o.signal("quiet-signal", &c.QuietSignal, "sent to the app when the drain starts, so it takes no new jobs")
 	o.path("marker", &c.Marker, "a file created when the drain starts")
 	o.duration("delay", &c.Delay, 0, 0, "least time between the stop signal and forwarding it")

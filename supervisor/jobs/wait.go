@@ -81,11 +81,11 @@ func Wait(cfg WaitConfig) int {
 		case <-progress.C:
 			log.Info("waiting", "locks", len(held), "held", strings.Join(first3(held), ", "), "spent", time.Since(t0).Round(time.Second))
 		case <-timeout:
-			log.Error(fmt.Sprintf("timeout after %v with %d locks still held: %s", cfg.Timeout, len(held), strings.Join(held, ", ")))
+			log.Error(fmt.Sprintf("gave up after waiting %v (--timeout %v) with %d locks still held: %s", time.Since(t0).Round(time.Millisecond), cfg.Timeout, len(held), strings.Join(held, ", ")))
 			return WaitTimeout
 		case s := <-cfg.Signals.All:
 			if sig := s.(syscall.Signal); sig == syscall.SIGTERM || sig == syscall.SIGINT {
-				log.Error(fmt.Sprintf("stopped by SIG%s with %d locks still held: %s", signals.Name(sig), len(held), strings.Join(held, ", ")))
+				log.Error(fmt.Sprintf("stopped by SIG%s after waiting %v with %d locks still held: %s", signals.Name(sig), time.Since(t0).Round(time.Millisecond), len(held), strings.Join(held, ", ")))
 				return WaitTimeout
 			}
 		case err := <-failed:

@@ -79,6 +79,26 @@ func Scan(opts Options) []string {
 	return held
 }
 
+// FixedDir is the deepest directory a pattern names without a glob:
+// /app/lock for /app/lock/*.lock, /app for /app/*/lock/*.lock. Every file
+// the pattern can match lies below it, so while it does not exist no lock
+// can be held; that is how a mistyped pattern shows before a stop. It
+// returns "" for a pattern that is not valid.
+func FixedDir(glob string) string {
+	p, err := compile(glob)
+	if err != nil {
+		return ""
+	}
+	n := len(p.parts) - 1 // the last part names files, not a directory
+	for i := range n {
+		if p.magic[i] {
+			n = i
+			break
+		}
+	}
+	return "/" + strings.Join(p.parts[:n], "/")
+}
+
 // Watch sets the watches, scans once and sends the first snapshot on out,
 // then a new one each time the set of held locks changes, until ctx is done;
 // then it returns nil. A snapshot is the sorted list of the held locks'

@@ -292,3 +292,19 @@ func TestNoGoroutineLeft(t *testing.T) {
 		runtime.Gosched()
 	}
 }
+
+func TestFixedDir(t *testing.T) {
+	for glob, want := range map[string]string{
+		"/app/lock/*.lock":        "/app/lock",
+		"/app/lock/job.lock":      "/app/lock",
+		"/app/*/lock/*.lock":      "/app",
+		"/app/lock/../run/*.lock": "/app/run",
+		"/*.lock":                 "/",
+		"/[ab]/x.lock":            "/",
+		"/app/[":                  "",
+	} {
+		if got := lockwatch.FixedDir(glob); got != want {
+			t.Errorf("FixedDir(%q) = %q, want %q", glob, got, want)
+		}
+	}
+}
