@@ -5,6 +5,7 @@
 #   drainit-standin/debian:bookworm   debootstrap --variant=minbase, docker import
 #   drainit-standin/golang:VERSION    that base with this machine's Go toolchain
 #                                     (VERSION is `go env GOVERSION`, e.g. go1.26.8)
+#                                     and its local CAs (/usr/local/share/ca-certificates)
 #   drainit-standin/php:8.2-apache    that base with Debian's Apache 2.4 (prefork)
 #                                     and mod_php 8.2, laid out like php:apache
 #
@@ -63,6 +64,8 @@ FROM $debian
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates git \\
  && rm -rf /var/lib/apt/lists/*
 COPY go /usr/local/go
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null
 ENV GOPATH=/go PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 WORKDIR /go
 EOF
@@ -71,15 +74,20 @@ EOF
 golang_image() {
 	local hash ctx root start=$SECONDS
 	root=$(go env GOROOT)
-	hash=$( (golang_recipe; go env GOVERSION; docker image inspect -f '{{.Id}}' "$debian") | sha256sum | cut -c1-16)
-	current "$golang" "$hash" && return
-	log "building $golang from $root"
 	ctx=$(mktemp -d /tmp/standin-golang.XXXXXX)
 	trap 'rm -rf "$ctx"' RETURN
+	# This machine's own CAs go in too: where egress passes through a
+	# TLS-inspecting proxy, `go mod download` in the build trusts it as the
+	# go command here does.
+	mkdir "$ctx/ca"
+	cp /usr/local/share/ca-certificates/*.crt "$ctx/ca/" 2>/dev/null || true
+	hash=$( (golang_recipe; go env GOVERSION; cat "$ctx"/ca/*; docker image inspect -f '{{.Id}}' "$debian") | sha256sum | cut -c1-16)
+	current "$golang" "$hash" && return
+	log "building $golang from $root"
 	golang_recipe >"$ctx/Dockerfile"
 	echo "LABEL drainit.standin=$hash" >>"$ctx/Dockerfile"
 	# The toolchain goes in as it is here, without its own tests.
-	tar -C "$ctx" -c Dockerfile -C "$(dirname "$root")" --exclude=go/test \
+	tar -C "$ctx" -c Dockerfile ca -C "$(dirname "$root")" --exclude=go/test \
 		--transform "s,^$(basename "$root"),go," "$(basename "$root")" |
 		docker build -t "$golang" - >&2
 	log "$golang built in $((SECONDS - start))s"

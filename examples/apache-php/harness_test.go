@@ -130,8 +130,13 @@ func run(t testing.TB, opts ...string) *container {
 	}
 }
 
+// client closes each connection after its request: an idle keep-alive
+// connection would hold an Apache child, and Apache's graceful stop waits
+// for its children, which would make the stop depend on the test's client.
+var client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 func (c *container) get(path string) (string, error) {
-	resp, err := http.Get(c.base + path)
+	resp, err := client.Get(c.base + path)
 	if err != nil {
 		return "", err
 	}
