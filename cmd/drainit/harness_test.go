@@ -28,6 +28,10 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(helperMain(mode, os.Args[1:]))
 	}
+	if err := testkit.ResetSignals(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "drainit-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

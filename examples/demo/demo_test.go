@@ -14,9 +14,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drainit/drainit/internal/testkit"
 )
 
 const long = 30 * time.Second
+
+func TestMain(m *testing.M) {
+	if err := testkit.ResetSignals(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // Both ways of orphaning a job: the job's parent is not the app (it was
 // reparented), it holds its lock while it runs, and the app exits with

@@ -29,6 +29,10 @@ const tiniStatic = "/usr/bin/tini-static"
 var binDir string // static drainit and demo, built once in TestMain
 
 func TestMain(m *testing.M) {
+	if err := testkit.ResetSignals(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "drainit-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

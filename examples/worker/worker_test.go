@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drainit/drainit/internal/testkit"
 )
 
 const long = 30 * time.Second
@@ -19,6 +21,10 @@ const long = 30 * time.Second
 var drainitBin, workerBin string
 
 func TestMain(m *testing.M) {
+	if err := testkit.ResetSignals(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "drainit-worker")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,6 +1,7 @@
 // Package testkit holds what drainit's integration tests in several
-// packages need alike: the strict-skip rule of CI and a pseudo-terminal
-// read line by line. It is for tests only.
+// packages need alike: a known signal state for the processes they start,
+// the strict-skip rule of CI, a pseudo-terminal read line by line and a
+// recorder of output lines. It is for tests only.
 package testkit
 
 import (

@@ -13,8 +13,17 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/drainit/drainit/internal/testkit"
 	"github.com/drainit/drainit/supervisor/lockwatch"
 )
+
+func TestMain(m *testing.M) {
+	if err := testkit.ResetSignals(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // TestHelperProcess is not a test: it is the child that other tests start
 // from the test binary itself. It lives until its stdin is closed.

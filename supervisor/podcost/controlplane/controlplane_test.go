@@ -159,6 +159,10 @@ func (m must) do(_ any, err error) {
 var drainitBin string
 
 func TestMain(m *testing.M) {
+	if err := testkit.ResetSignals(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "drainit-controlplane")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
