@@ -43,8 +43,11 @@ func TestDrainWaitsForJobs(t *testing.T) {
 		for range 5 {
 			ds = append(ds, 500*time.Millisecond+rand.N(2500*time.Millisecond))
 		}
-		p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15")},
-			append([]string{"--lock", dir + "/*.lock", "--grace", "30s", "--"}, jobsScript(dir, ds)...)...)
+		// The jobs' work starts with the drain, so all five are held when
+		// it starts, however slowly this machine gets there.
+		marker := filepath.Join(filepath.Dir(dir), "draining")
+		p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15", "HELPER_AFTER="+marker)},
+			append([]string{"--lock", dir + "/*.lock", "--marker", marker, "--grace", "30s", "--"}, jobsScript(dir, ds)...)...)
 		for i := range ds {
 			p.waitSeen(fmt.Sprintf(`^job %d started`, i), long)
 		}

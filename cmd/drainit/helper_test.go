@@ -73,7 +73,8 @@ func printSignals(exitOn string) int {
 }
 
 // job is a background job that holds a lock file of its own making for a
-// while: args are the lock path, the duration and a label.
+// while: args are the lock path, the duration and a label. With
+// HELPER_AFTER set, the duration counts from when that file exists.
 func job(lock, dur, label string) int {
 	d, err := time.ParseDuration(dur)
 	if err != nil {
@@ -85,6 +86,16 @@ func job(lock, dur, label string) int {
 		return 96
 	}
 	fmt.Printf("job %s started\n", label)
+	if after := os.Getenv("HELPER_AFTER"); after != "" {
+		// The work counts from when this file appears (drainit's drain
+		// marker): a job that must still be running when the drain starts
+		// does not race a loaded machine to it.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(after); err == nil {
+				break
+			}
+		}
+	}
 	time.Sleep(d) // the job's work
 	fmt.Printf("job %s done\n", label)
 	os.Remove(lock)

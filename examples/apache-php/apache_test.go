@@ -1,10 +1,22 @@
 package apachephp_test
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drainit/drainit/internal/testkit"
 )
+
+func TestMain(m *testing.M) {
+	if err := testkit.ResetSignals(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // The first user's stop: three jobs of 2, 4 and 6 s started through the
 // app's own page, then docker stop. drainit holds the stop until the last
