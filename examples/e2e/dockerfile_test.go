@@ -137,6 +137,23 @@ func TestDockerfileExample(t *testing.T) {
 	if !strings.Contains(d.env, "DRAINIT_GRACE=300") {
 		t.Errorf("ENV: want DRAINIT_GRACE=300, the first user's terminationGracePeriodSeconds:\n%s", d.env)
 	}
+	// The tests swap the bases for local stand-ins through these build
+	// arguments; what a user copies must keep the real ones by default.
+	src, err := os.ReadFile("../../Dockerfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := map[string]string{}
+	for _, in := range parseDockerfile(string(src)) {
+		if k, v, ok := strings.Cut(in.args, "="); in.cmd == "ARG" && ok {
+			args[k] = v
+		}
+	}
+	for k, want := range map[string]string{"GO_IMAGE": "golang:1.26", "PHP_IMAGE": "php:8.3-apache"} {
+		if args[k] != want {
+			t.Errorf("ARG %s=%q, want the upstream base %q by default", k, args[k], want)
+		}
+	}
 }
 
 // The checker must be able to fail: each case is one mistake.
