@@ -254,3 +254,28 @@ func TestExecJobWaitedForAndTermed(t *testing.T) {
 		t.Errorf("drainit exited %v after SIGTERM, past its 5s grace", d)
 	}
 }
+
+// drainit wait --job in a preStop hook: the shell that runs it holds the
+// expression in its own command line and is not counted; the job it
+// started is, until it ends.
+func TestWaitJobSkipsItsShell(t *testing.T) {
+	word := jobWord()
+	dir := t.TempDir()
+	up, finish := dir+"/up", dir+"/finish"
+	script := fmt.Sprintf(`DRAINIT_TEST_HELPER=pjob HELPER_MARK=%s HELPER_AFTER=%s "$0" %s 100ms j & `+
+		`while [ ! -e %s ]; do :; done; "$1" wait --log-to-pid1=false --job %s --timeout 20s; echo "wait exited $?"`,
+		up, finish, word, up, word)
+	p := launch(t, exec.Command("sh", "-c", script, selfBin, drainitBin))
+	p.waitLine(`waiting for 1 job: pid \d+ \(\S+ `+word+` 100ms j\)$`, long)
+	os.WriteFile(finish, nil, 0o644)
+	p.waitLine(`job pid \d+ \(\S+ `+word+` 100ms j\) ended, 0 left$`, long)
+	p.waitLine(`no job running waited=`, long)
+	p.waitLine(`^wait exited 0$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	doneAt, waitedAt := strings.Index(p.transcript(), "pjob j done"), strings.Index(p.transcript(), "wait exited")
+	if doneAt < 0 || doneAt > waitedAt {
+		t.Error("drainit wait returned before the job was done")
+	}
+}
