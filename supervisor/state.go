@@ -391,7 +391,8 @@ func diff(old, now []string) (released, added []string) {
 // endDrain sends the stop signal: the drain is over, whatever ended it.
 func (s *state) endDrain(now time.Time) {
 	s.stopWatcher()
-	s.stopProcs()
+	// After the stop signal: closing the pidfds waits for their goroutine.
+	defer s.stopProcs()
 	s.phase = stopping
 	if len(s.cfg.Locks) > 0 || s.cfg.Delay > 0 || !s.procRules().Empty() {
 		s.log.Info("drain done", "took", now.Sub(s.t0).Round(time.Millisecond))
