@@ -30,7 +30,9 @@
 //
 // Under Kubernetes, drainit can keep its pod's
 // controller.kubernetes.io/pod-deletion-cost annotation equal to the number
-// of held locks, so that a ReplicaSet scale-down deletes idle pods first:
+// of held locks and process jobs (a /proc scan every interval, with
+// --orphans or --job), so that a ReplicaSet scale-down deletes idle pods
+// first:
 //
 //	DRAINIT_DELETION_COST           --deletion-cost               on (off)
 //	DRAINIT_DELETION_COST_INTERVAL  --deletion-cost-interval DUR  least time between two writes (5s)
