@@ -10,7 +10,6 @@ package procjobs
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -120,6 +119,11 @@ func Scan(r Rules, sc Scope) []Proc {
 
 	stats := make(map[int]stat, len(names))
 	for _, pid := range names {
+		// The tree of descendants needs every process; the namespace's
+		// init only those that can be jobs.
+		if sc.All && skip[pid] {
+			continue
+		}
 		if st, ok := readStat(buf[:], pid); ok {
 			stats[pid] = st
 		}
@@ -161,28 +165,62 @@ func matches(res []*regexp.Regexp, cmd string) bool {
 	return false
 }
 
-// pids lists /proc's numeric entries in ascending order.
+// pids lists /proc's numeric entries in ascending order. It reads the
+// directory entries itself: os.File's Readdirnames would allocate a string
+// for each of them, and the scan right before the stop signal is on the
+// path from the last job's exit to the app's stop.
 func pids() ([]int, error) {
-	d, err := os.Open("/proc")
+	fd, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]int, 0, len(names))
-	for _, n := range names {
-		if n[0] < '0' || n[0] > '9' {
+	defer unix.Close(fd)
+	var out []int
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
 			continue
 		}
-		if pid, err := strconv.Atoi(n); err == nil {
-			out = append(out, pid)
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		// linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+		for b := buf[:n]; len(b) >= 19; {
+			reclen := int(b[16]) | int(b[17])<<8
+			if reclen < 19 || reclen > len(b) {
+				break
+			}
+			name := b[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if pid, ok := atoi(name); ok {
+				out = append(out, pid)
+			}
+			b = b[reclen:]
 		}
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// atoi reads a PID, and refuses every other name.
+func atoi(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 type stat struct {
