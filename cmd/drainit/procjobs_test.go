@@ -144,21 +144,23 @@ func TestJobStartedDuringDrain(t *testing.T) {
 // A job longer than the grace: the deadline names it loudly, the app is
 // stopped, the job gets TERM, and drainit is gone before the grace.
 func TestJobDeadline(t *testing.T) {
-	word := jobWord()
-	p := start(t, pid1, opts{env: pjobEnv(word, "")}, append([]string{"--job", word, "--grace", "4s", "--stop-timeout", "1s", "--"},
-		app(child("$W", "1h", "x"))...)...)
-	p.waitSeen(`^pjob x started`, long)
-	p.waitSeen(`^ready`, long)
-	p.signal(syscall.SIGTERM)
-	p.waitLine(`error: drain deadline reached with 1 job still held: pid \d+ \(\S+ `+word+` 1h x\); stopping the app anyway$`, long)
-	p.waitLine(`^signal 15$`, long)
-	p.waitSeen(`^pjob x got TERM$`, long)
-	if code := p.wait(long); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
-	if d := p.logSpan(`draining by=SIGTERM`, `exiting code=`); d >= 4*time.Second {
-		t.Errorf("drainit exited %v after SIGTERM, past its 4s grace", d)
-	}
+	forEachMode(t, func(t *testing.T, m mode) {
+		word := jobWord()
+		p := start(t, m, opts{env: pjobEnv(word, "")}, append([]string{"--job", word, "--grace", "4s", "--stop-timeout", "1s", "--"},
+			app(child("$W", "1h", "x"))...)...)
+		p.waitSeen(`^pjob x started`, long)
+		p.waitSeen(`^ready`, long)
+		p.signal(syscall.SIGTERM)
+		p.waitLine(`error: drain deadline reached with 1 job still held: pid \d+ \(\S+ `+word+` 1h x\); stopping the app anyway$`, long)
+		p.waitLine(`^signal 15$`, long)
+		p.waitSeen(`^pjob x got TERM$`, long)
+		if code := p.wait(long); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+		if d := p.logSpan(`draining by=SIGTERM`, `exiting code=`); d >= 4*time.Second {
+			t.Errorf("drainit exited %v after SIGTERM, past its 4s grace", d)
+		}
+	})
 }
 
 // Locks and process jobs under one drain: the stop waits for both.
