@@ -277,7 +277,7 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 	if cause != 0 {
 		by = "SIG" + signals.Name(cause)
 	}
-	s.log.Info("draining", s.heldAttrs("by", by, "budget", left(s.drainEnd, now))...)
+	s.log.Info("draining", append(append([]any{"by", by}, s.heldAttrs()...), "budget", left(s.drainEnd, now))...)
 	warnMissingDirs(s.log, s.cfg.Locks)
 	// The marker first: an app that looks for it on the quiet signal
 	// must find it.
@@ -447,7 +447,7 @@ func (s *state) advance(now time.Time) {
 			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, strings.Join(names, ", "), then))
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):
-			s.log.Info("draining", s.heldAttrs("spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))...)
+			s.log.Info("draining", append(s.heldAttrs(), "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))...)
 			s.nextProgress = now.Add(progressEvery)
 		}
 	}
@@ -603,18 +603,14 @@ func (s *state) noNewProcs(now time.Time) bool {
 	return s.procs == nil || s.rescanProcs(now, true) == 0
 }
 
-// heldAttrs is a drain's log attributes, with what it waits for first: the
-// locks, and the process jobs when rules for them are set.
-func (s *state) heldAttrs(rest ...any) []any {
-	var a []any
-	if len(rest) >= 2 && rest[0] == "by" {
-		a, rest = append(a, rest[:2]...), rest[2:]
-	}
-	a = append(a, "locks", summary(s.held))
+// heldAttrs is what a drain waits for, as log attributes: the locks, and
+// the process jobs when rules for them are set.
+func (s *state) heldAttrs() []any {
+	a := []any{"locks", summary(s.held)}
 	if s.procs != nil {
 		a = append(a, "jobs", summary(s.procNames()))
 	}
-	return append(a, rest...)
+	return a
 }
 
 // heldText counts and names what is still held: "1 lock" or "1 lock and
