@@ -116,3 +116,20 @@ func (s *state) procNames() []string {
 	}
 	return out
 }
+
+// warnOrphanTrap says, when the deadline cut adopted jobs, what --orphans
+// cannot tell apart: a daemon that an entrypoint script started with '&'
+// is adopted like a job and never ends, so it holds every stop to the
+// deadline.
+func (s *state) warnOrphanTrap() {
+	if !s.cfg.Orphans {
+		return
+	}
+	self := os.Getpid()
+	for _, p := range s.procs {
+		if p.Child(self) {
+			s.log.Warn("with --orphans every process left in the background counts as a job, a daemon started with '&' by an entrypoint script too; if one listed above is such a daemon, run it in the foreground under its own supervisor, or name the jobs with --job instead")
+			return
+		}
+	}
+}

@@ -445,6 +445,7 @@ func (s *state) advance(now time.Time) {
 			}
 			count, names := s.heldText()
 			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, strings.Join(names, ", "), then))
+			s.warnOrphanTrap()
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):
 			s.log.Info("draining", append(s.heldAttrs(), "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))...)

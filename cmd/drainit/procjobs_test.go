@@ -287,3 +287,28 @@ func TestWaitJobSkipsItsShell(t *testing.T) {
 		t.Error("drainit wait returned before the job was done")
 	}
 }
+
+// --orphans' trap: a daemon the app left in the background never ends; the
+// deadline names it and says what to do about it.
+func TestOrphanDaemonTrapWarned(t *testing.T) {
+	p := start(t, pid1, opts{env: pjobEnv("", "")}, append([]string{"--orphans", "--grace", "3s", "--stop-timeout", "1s", "--"},
+		app(orphan("crond", "1h", "d"))...)...)
+	p.waitSeen(`^pjob d started`, long)
+	p.waitSeen(`^ready`, long)
+	p.signal(syscall.SIGTERM)
+	p.waitLine(`error: drain deadline reached with 1 job still held: pid \d+ \(\S+ crond 1h d\); stopping the app anyway$`, long)
+	p.waitLine(`warn: with --orphans every process left in the background counts as a job, a daemon started with '&' by an entrypoint script too; `, long)
+	p.waitSeen(`^pjob d got TERM$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// drainit wait --job with nothing matching returns at once.
+func TestWaitJobNothingRunning(t *testing.T) {
+	p := run(t, nil, "wait", "--log-to-pid1=false", "--job", jobWord())
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	p.waitLine(`no job running waited=`, long)
+}
