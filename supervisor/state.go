@@ -266,10 +266,11 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 	} else {
 		s.scanned = true
 	}
-	// This first scan is also the last one before the stop signal when
-	// it finds nothing.
 	s.startProcs(now)
-	if len(s.cfg.Locks) == 0 && len(s.procs) == 0 && s.cfg.Delay == 0 {
+	// Nothing to wait for: the stop is as fast as tini's. With rules for
+	// jobs, the drain runs its course (its log line, the marker, the quiet
+	// signal) even when none is held, as it does for locks.
+	if len(s.cfg.Locks) == 0 && s.procs == nil && s.cfg.Delay == 0 {
 		s.endDrain(now)
 		return
 	}

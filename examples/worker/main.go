@@ -158,6 +158,20 @@ func (w *worker) fetch() {
 }
 
 func (w *worker) start(name string, secs float64, lock string) {
+	// The process first: from the line that says a job started, drainit
+	// --job can see it.
+	var proc *exec.Cmd
+	if w.process {
+		var err error
+		if proc, err = startProcess(name, secs); err != nil {
+			log.Printf("job %s: %v", name, err)
+			w.push(name, secs)
+			if lock != "" {
+				os.Remove(lock)
+			}
+			return
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.mu.Lock()
 	w.running[name] = cancel
@@ -167,8 +181,8 @@ func (w *worker) start(name string, secs float64, lock string) {
 	go func() {
 		defer w.wg.Done()
 		var err error
-		if w.process {
-			err = workProcess(ctx, name, secs)
+		if proc != nil {
+			err = waitProcess(ctx, proc)
 		} else {
 			err = work(ctx, time.Duration(secs*float64(time.Second)))
 		}
@@ -204,19 +218,21 @@ func work(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// workProcess runs the job as a child process: drainit --job sees it
-// running from its fork to its exit, with no lock file. Cancelled, the
-// job gets SIGTERM.
-func workProcess(ctx context.Context, name string, secs float64) error {
+// startProcess starts the job as a child process: drainit --job sees it
+// running from its fork to its exit, with no lock file.
+func startProcess(name string, secs float64) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(self, "job", name, strconv.FormatFloat(secs, 'g', -1, 64))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
+	return cmd, cmd.Start()
+}
+
+// waitProcess waits for the job's process; cancelled, the job gets
+// SIGTERM.
+func waitProcess(ctx context.Context, cmd *exec.Cmd) error {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {

@@ -68,7 +68,7 @@ func quietThenStop(t *testing.T, processes bool) {
 	}
 	p := start(t, env, args...)
 	p.waitLine("worker: started")
-	enqueue(t, queue, "a", 1.5)
+	enqueue(t, queue, "a", 3) // still running when the drain looks, however loaded the machine
 	enqueue(t, queue, "b", 0.5)
 	p.waitLine("job a started")
 	p.waitLine("job b started")
