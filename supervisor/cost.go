@@ -3,17 +3,22 @@ package supervisor
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/drainit/drainit/supervisor/lockwatch"
 	"github.com/drainit/drainit/supervisor/podcost"
+	"github.com/drainit/drainit/supervisor/procjobs"
 )
 
 // keepCost keeps the pod's deletion cost equal to the number of held locks
-// for as long as ctx lasts, from the start, not only while draining: a
-// ReplicaSet picks which pods to delete before any of them is told to stop.
-// It has a lock watcher of its own that never polls (events and their
-// rescans only), so an idle container stays idle. Nothing it meets reaches
-// the supervision: errors are logged and it waits for ctx.
+// and process jobs for as long as ctx lasts, from the start, not only while
+// draining: a ReplicaSet picks which pods to delete before any of them is
+// told to stop. It has a lock watcher of its own that never polls (events
+// and their rescans only), so an idle container stays idle; process jobs,
+// which send no event when they start, are counted by a /proc scan every
+// --deletion-cost-interval, and only when --orphans or --job is set.
+// Nothing it meets reaches the supervision: errors are logged and it waits
+// for ctx.
 func (s *state) keepCost(ctx context.Context, c podcost.Config) {
 	if c.Log == nil {
 		c.Log = s.log
@@ -29,14 +34,32 @@ func (s *state) keepCost(ctx context.Context, c podcost.Config) {
 		}
 	}()
 	go func() {
+		rules := s.procRules()
+		var tick <-chan time.Time
+		if !rules.Empty() {
+			t := time.NewTicker(orDefault(c.Interval, 5*time.Second))
+			defer t.Stop()
+			tick = t.C
+		}
+		procs := func() int { return len(procjobs.Scan(rules, s.procScope())) }
+		locks, jobs, last := -1, procs(), -1
 		for {
 			select {
 			case held := <-snapshots:
-				select {
-				case counts <- len(held):
-				case <-ctx.Done():
-					return
-				}
+				locks = len(held)
+			case <-tick:
+				jobs = procs()
+			case <-ctx.Done():
+				return
+			}
+			// Nothing before the first lock snapshot, which says how many
+			// are held; nothing that says what was said already.
+			if locks < 0 || locks+jobs == last {
+				continue
+			}
+			last = locks + jobs
+			select {
+			case counts <- last:
 			case <-ctx.Done():
 				return
 			}

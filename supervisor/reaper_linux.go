@@ -19,6 +19,7 @@ const backstop = time.Minute
 type reaped struct {
 	app       *unix.WaitStatus // the app's status, if this pass reaped it
 	childless bool             // no child of drainit is left
+	jobs      []int            // the other children it reaped, when process jobs are on
 }
 
 // reap is the only caller of wait4 in drainit. It runs on every SIGCHLD and
@@ -28,7 +29,7 @@ func (s *state) reap(ctx context.Context) {
 	defer t.Stop()
 	for {
 		r := s.reapOnce()
-		if r.app != nil || r.childless {
+		if r.app != nil || r.childless || len(r.jobs) > 0 {
 			select {
 			case s.reapedc <- r:
 			case <-ctx.Done():
@@ -46,6 +47,9 @@ func (s *state) reap(ctx context.Context) {
 
 func (s *state) reapOnce() reaped {
 	var r reaped
+	// An adopted job's exit reaches the drain only this way; without
+	// process jobs a burst of orphans costs nothing more than wait4.
+	jobs := !s.procRules().Empty()
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -66,6 +70,9 @@ func (s *state) reapOnce() reaped {
 			r.app = &st
 		default:
 			s.log.Debug("reaped", "pid", pid, "status", describe(ws))
+			if jobs {
+				r.jobs = append(r.jobs, pid)
+			}
 		}
 	}
 }

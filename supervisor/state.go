@@ -15,6 +15,7 @@ import (
 
 	"github.com/drainit/drainit/signals"
 	"github.com/drainit/drainit/supervisor/lockwatch"
+	"github.com/drainit/drainit/supervisor/procjobs"
 )
 
 // phase is where the supervisor is in the life of the app. It only moves
@@ -23,7 +24,7 @@ type phase int
 
 const (
 	running  phase = iota // the app runs; signals are forwarded
-	draining              // a stop was asked for; waiting for the locks to clear
+	draining              // a stop was asked for; waiting for the jobs to end
 	stopping              // the app got its stop signal, or is gone; ending what is left
 	exited                // every process is reaped; Run returns
 )
@@ -42,6 +43,9 @@ const (
 	// afterKill bounds the wait for processes that got SIGKILL: one stuck
 	// in an uninterruptible sleep must not keep drainit past its budget.
 	afterKill = 500 * time.Millisecond
+	// strayPoll is how often PID 1 looks whether the processes it did not
+	// start, and gets no SIGCHLD for, have ended after their TERM.
+	strayPoll = 10 * time.Millisecond
 )
 
 // state is owned by the control goroutine; the router and the reaper only
@@ -59,6 +63,9 @@ type state struct {
 	// alone reports that drainit is the only process of its PID
 	// namespace: aloneInNamespace, or a stand-in in tests.
 	alone func() bool
+	// scanProcs finds the process jobs in drainit's care: a scan of
+	// /proc, or a stand-in in tests.
+	scanProcs func() []procjobs.Proc
 
 	appGone  atomic.Bool // set by the reaper the moment it reaps the app
 	drainc   chan syscall.Signal
@@ -70,13 +77,17 @@ type state struct {
 	status    *unix.WaitStatus // the app's, once reaped
 	childless bool
 
-	t0           time.Time      // the first drain signal, or the app's exit
-	cause        syscall.Signal // the signal that started the drain; 0 if the app's exit did
-	held         []string       // the latest lock snapshot
-	scanned      bool           // held is the watcher's truth, not a guess
-	drainEnd     time.Time      // the drain deadline
-	delayEnd     time.Time      // --delay
-	budgetEnd    time.Time      // t0 + grace - margin
+	t0           time.Time             // the first drain signal, or the app's exit
+	cause        syscall.Signal        // the signal that started the drain; 0 if the app's exit did
+	held         []string              // the latest lock snapshot
+	scanned      bool                  // held is the watcher's truth, not a guess
+	procs        map[int]procjobs.Proc // process jobs held, by PID
+	exits        *procjobs.Exits       // their pidfds; nil without
+	exitc        <-chan int            // exits.C, or nil
+	nextScan     time.Time             // the next /proc scan for process jobs
+	drainEnd     time.Time             // the drain deadline
+	delayEnd     time.Time             // --delay
+	budgetEnd    time.Time             // t0 + grace - margin
 	nextProgress time.Time
 	aliveAt      time.Time // the last time alone was asked during this drain
 	saidOutside  bool      // the subreaper has said why it still waits
@@ -97,6 +108,7 @@ func newState(cfg Config, app int, pid1 bool) *state {
 	}
 	s.strays = s.signalStrays
 	s.alone = aloneInNamespace
+	s.scanProcs = func() []procjobs.Proc { return procjobs.Scan(s.procRules(), s.procScope()) }
 	return s
 }
 
@@ -171,6 +183,7 @@ func (s *state) control(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	defer s.stopWatcher()
+	defer s.stopProcs()
 	for {
 		s.advance(time.Now())
 		if s.phase == exited {
@@ -188,6 +201,8 @@ func (s *state) control(ctx context.Context) {
 			s.onReaped(r, time.Now())
 		case held := <-s.locksc:
 			s.onLocks(held)
+		case pid := <-s.exitc:
+			s.onProcExit(pid)
 		case <-timer.C:
 		case <-ctx.Done():
 			return
@@ -222,6 +237,9 @@ func (s *state) onDrainSignal(sig syscall.Signal, now time.Time) {
 
 func (s *state) onReaped(r reaped, now time.Time) {
 	s.childless = r.childless
+	for _, pid := range r.jobs {
+		s.onProcExit(pid)
+	}
 	if r.app == nil {
 		return
 	}
@@ -242,21 +260,25 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 	s.delayEnd = now.Add(s.cfg.Delay)
 	s.nextProgress = now.Add(progressEvery)
 
-	if len(s.cfg.Locks) == 0 {
-		s.scanned = true
-		if s.cfg.Delay == 0 {
-			s.endDrain(now)
-			return
-		}
-	} else {
+	if len(s.cfg.Locks) > 0 {
 		s.held = s.startWatcher()
 		s.scanned = s.held != nil
+	} else {
+		s.scanned = true
+	}
+	s.startProcs(now)
+	// Nothing to wait for: the stop is as fast as tini's. With rules for
+	// jobs, the drain runs its course (its log line, the marker, the quiet
+	// signal) even when none is held, as it does for locks.
+	if len(s.cfg.Locks) == 0 && s.procs == nil && s.cfg.Delay == 0 {
+		s.endDrain(now)
+		return
 	}
 	by := "the app's exit"
 	if cause != 0 {
 		by = "SIG" + signals.Name(cause)
 	}
-	s.log.Info("draining", "by", by, "locks", summary(s.held), "budget", left(s.drainEnd, now))
+	s.log.Info("draining", append(append([]any{"by", by}, s.heldAttrs()...), "budget", left(s.drainEnd, now))...)
 	warnMissingDirs(s.log, s.cfg.Locks)
 	// The marker first: an app that looks for it on the quiet signal
 	// must find it.
@@ -370,8 +392,10 @@ func diff(old, now []string) (released, added []string) {
 // endDrain sends the stop signal: the drain is over, whatever ended it.
 func (s *state) endDrain(now time.Time) {
 	s.stopWatcher()
+	// After the stop signal: closing the pidfds waits for their goroutine.
+	defer s.stopProcs()
 	s.phase = stopping
-	if len(s.cfg.Locks) > 0 || s.cfg.Delay > 0 {
+	if len(s.cfg.Locks) > 0 || s.cfg.Delay > 0 || !s.procRules().Empty() {
 		s.log.Info("drain done", "took", now.Sub(s.t0).Round(time.Millisecond))
 	}
 	if s.appGone.Load() {
@@ -396,8 +420,11 @@ func (s *state) endDrain(now time.Time) {
 func (s *state) advance(now time.Time) {
 	switch s.phase {
 	case draining:
+		if s.procs != nil && !now.Before(s.nextScan) {
+			s.rescanProcs(now, true)
+		}
 		switch {
-		case s.scanned && len(s.held) == 0 && !now.Before(s.delayEnd):
+		case s.scanned && len(s.held) == 0 && len(s.procs) == 0 && !now.Before(s.delayEnd) && s.noNewProcs(now):
 			s.endDrain(now)
 		case s.nobodyLeft(now):
 			if len(s.held) > 0 {
@@ -406,6 +433,10 @@ func (s *state) advance(now time.Time) {
 			}
 			s.endDrain(now)
 		case !now.Before(s.drainEnd):
+			if s.procs != nil {
+				// The loud list below must name every job the stop cuts.
+				s.rescanProcs(now, true)
+			}
 			then := "stopping the app anyway"
 			switch {
 			case s.appGone.Load() && s.childless:
@@ -413,10 +444,12 @@ func (s *state) advance(now time.Time) {
 			case s.appGone.Load():
 				then = "the app has exited: ending the processes it left behind"
 			}
-			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", plural(len(s.held), "lock", "locks"), strings.Join(s.held, ", "), then))
+			count, names := s.heldText()
+			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, strings.Join(names, ", "), then))
+			s.warnOrphanTrap()
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):
-			s.log.Info("draining", "locks", summary(s.held), "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))
+			s.log.Info("draining", append(s.heldAttrs(), "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))...)
 			s.nextProgress = now.Add(progressEvery)
 		}
 	}
@@ -443,7 +476,11 @@ func (s *state) advance(now time.Time) {
 	if s.status == nil {
 		return // gone, but its status is on its way from the reaper
 	}
-	if s.childless {
+	// As PID 1 no child left is not enough: a process entered from
+	// outside (kubectl exec, its parent the runtime) is no child, and
+	// drainit's exit would have the kernel SIGKILL it unwarned. It gets
+	// the TERM below, and its end is looked for every strayPoll.
+	if s.childless && (!s.pid1 || s.alone()) {
 		s.phase = exited
 		return
 	}
@@ -514,6 +551,9 @@ func (s *state) nextWake() (time.Time, bool) {
 		if !s.aliveAt.IsZero() {
 			ts = append(ts, s.aliveAt.Add(orDefault(s.cfg.Poll, time.Second)))
 		}
+		if s.procs != nil {
+			ts = append(ts, s.nextScan)
+		}
 	case stopping:
 		switch {
 		case !s.appGone.Load() && s.appKilled.IsZero():
@@ -524,6 +564,9 @@ func (s *state) nextWake() (time.Time, bool) {
 			ts = append(ts, s.strayKillAt)
 		case !s.strayKilled.IsZero():
 			ts = append(ts, s.strayKilled.Add(afterKill))
+		}
+		if s.pid1 && s.childless && s.strayTermed {
+			ts = append(ts, time.Now().Add(strayPoll))
 		}
 	}
 	if len(ts) == 0 {
@@ -553,6 +596,37 @@ func describe(ws unix.WaitStatus) string {
 		return "killed by SIG" + signals.Name(ws.Signal())
 	}
 	return fmt.Sprintf("exit %d", ws.ExitStatus())
+}
+
+// noNewProcs is the scan right before the stop signal: a job started
+// since the last one (a cron-like loop in the app, a kubectl exec) keeps
+// the drain going.
+func (s *state) noNewProcs(now time.Time) bool {
+	return s.procs == nil || s.rescanProcs(now, true) == 0
+}
+
+// heldAttrs is what a drain waits for, as log attributes: the locks, and
+// the process jobs when rules for them are set.
+func (s *state) heldAttrs() []any {
+	a := []any{"locks", summary(s.held)}
+	if s.procs != nil {
+		a = append(a, "jobs", summary(s.procNames()))
+	}
+	return a
+}
+
+// heldText counts and names what is still held: "1 lock" or "1 lock and
+// 2 jobs", then every lock and every job.
+func (s *state) heldText() (string, []string) {
+	count := plural(len(s.held), "lock", "locks")
+	if len(s.procs) > 0 {
+		if len(s.held) == 0 {
+			count = plural(len(s.procs), "job", "jobs")
+		} else {
+			count += " and " + plural(len(s.procs), "job", "jobs")
+		}
+	}
+	return count, append(slices.Clip(s.held), s.procNames()...)
 }
 
 // plural is "1 lock" or "3 locks".

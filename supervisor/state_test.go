@@ -3,12 +3,16 @@ package supervisor
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/drainit/drainit/supervisor/procjobs"
 )
 
 // noSuchPID is above the kernel's pid_max: signals to it fail with ESRCH.
@@ -241,5 +245,74 @@ func TestSubreaperWaitsWhenNobodyIsLeft(t *testing.T) {
 	}
 	if l := out.String(); !strings.Contains(l, "drain deadline reached with 1 lock still held: /app/lock/a.lock; the app has exited and left no process behind") || strings.Contains(l, "stopping the app") {
 		t.Errorf("deadline lines:\n%s", l)
+	}
+}
+
+// procState drains with --orphans and a stand-in for /proc that returns
+// *found, every one a child of this test, as adopted jobs are: pidfds are
+// not asked about processes that are not there.
+func procState(found *[]procjobs.Proc) *state {
+	s := testState(Config{Orphans: true})
+	s.scanProcs = func() []procjobs.Proc {
+		out := slices.Clone(*found)
+		for i := range out {
+			out[i].PPID = os.Getpid()
+		}
+		return out
+	}
+	return s
+}
+
+// The scan right before the stop signal finds a job started since the
+// last one, and the drain goes on; an adopted job's end comes from the
+// reaper.
+func TestProcJobsLastScanAndReaper(t *testing.T) {
+	found := []procjobs.Proc{{PID: 10, Cmd: "php job.php 1"}}
+	s := procState(&found)
+	t0 := time.Now()
+	s.onDrainSignal(syscall.SIGTERM, t0)
+	defer s.stopProcs()
+	if s.phase != draining || len(s.procs) != 1 {
+		t.Fatalf("phase %v with %d process jobs, want draining with 1", s.phase, len(s.procs))
+	}
+	found = []procjobs.Proc{{PID: 11, Cmd: "php job.php 2"}}
+	s.onReaped(reaped{jobs: []int{10}}, t0)
+	s.advance(t0)
+	if s.phase != draining {
+		t.Fatal("the drain ended with a job started since the last scan")
+	}
+	if _, ok := s.procs[11]; !ok {
+		t.Fatalf("jobs %v, want pid 11", s.procNames())
+	}
+	found = nil
+	s.onReaped(reaped{jobs: []int{11}}, t0)
+	s.advance(t0)
+	if s.phase != stopping {
+		t.Fatalf("phase %v with no job left, want stopping", s.phase)
+	}
+}
+
+// A job the scans stop finding (no pidfd, or a missed exit) is released at
+// the next --poll scan; the deadline names every job still held.
+func TestProcJobsPollAndDeadline(t *testing.T) {
+	found := []procjobs.Proc{{PID: 20, Cmd: "a"}, {PID: 21, Cmd: "b"}}
+	s := procState(&found)
+	s.cfg.Poll = time.Second
+	var buf bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&buf, nil))
+	t0 := time.Now()
+	s.onDrainSignal(syscall.SIGTERM, t0)
+	defer s.stopProcs()
+	if wake, _ := s.nextWake(); wake.After(t0.Add(time.Second)) {
+		t.Errorf("next wake %v after the drain's start, want the next scan, 1s", wake.Sub(t0))
+	}
+	found = found[1:]
+	s.advance(t0.Add(time.Second))
+	if len(s.procs) != 1 || s.phase != draining {
+		t.Fatalf("after the poll scan: %v in phase %v, want pid 21 draining", s.procNames(), s.phase)
+	}
+	s.advance(s.drainEnd)
+	if !strings.Contains(buf.String(), `drain deadline reached with 1 job still held: pid 21 (b); stopping the app anyway`) {
+		t.Errorf("log:\n%s", buf.String())
 	}
 }

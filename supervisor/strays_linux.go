@@ -12,12 +12,13 @@ import (
 
 // signalStrays sends sig to every process left in drainit's care and reports
 // how many there were. As PID 1 of a namespace that is everything else in
-// it, which kill(-1) reaches at once. As a subreaper it is drainit's
+// it, which kill(-1) reaches at once, descendants or not (a job started by
+// kubectl exec has the runtime as parent). As a subreaper it is drainit's
 // descendants, found through /proc: kill(-1) there would hit every process
 // the user owns.
 func (s *state) signalStrays(sig syscall.Signal) int {
 	if s.pid1 {
-		n := len(descendants(1))
+		n := len(others())
 		if err := unix.Kill(-1, sig); err != nil && err != unix.ESRCH {
 			s.log.Warn("cannot signal the remaining processes", "signal", sig, "err", err)
 		}
@@ -30,6 +31,22 @@ func (s *state) signalStrays(sig syscall.Signal) int {
 		}
 	}
 	return len(pids)
+}
+
+// others lists every process /proc shows but drainit, as PID 1 the rest of
+// its namespace.
+func others() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // descendants lists the processes below root, read from /proc/*/stat.

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/drainit/drainit/signals"
 	"github.com/drainit/drainit/supervisor/lockwatch"
 	"github.com/drainit/drainit/supervisor/podcost"
+	"github.com/drainit/drainit/supervisor/procjobs"
 	"github.com/drainit/drainit/supervisor/spawn"
 )
 
@@ -46,6 +48,12 @@ type Config struct {
 	Marker      string           // created when the drain starts; "" for none
 	Group       bool             // signals go to the app's process group
 	StalePID    bool             // a lock naming a dead PID is released
+
+	// Process jobs, for jobs that write no lock file. In drainit's care:
+	// as PID 1 every process of the namespace, otherwise its descendants;
+	// never drainit itself or the app's main process.
+	Orphans bool             // every process drainit adopted is a running job
+	Jobs    []*regexp.Regexp // a process whose command line (NULs as spaces) matches is a running job
 
 	// DeletionCost, when not nil, keeps the pod's deletion cost equal to
 	// the number of held locks for drainit's whole life (podcost.FromEnv
@@ -94,9 +102,12 @@ func Run(cfg Config) int {
 	// everything that decides a stop, so a mistyped DRAINIT_LOCK or a
 	// missing DRAINIT_DRAIN_ON shows in kubectl logs. What came up before
 	// the app started is logged after it.
-	log.Info("started", "command", short(strings.Join(cfg.Command, " ")), "pid", pid, "mode", mode,
-		"lock", orNone(strings.Join(cfg.Locks, ":")), "grace", cfg.Grace,
-		"stop-signal", stopSignalText(cfg.StopSignal), "drain-on", signalList(cfg.DrainOn))
+	first := []any{"command", short(strings.Join(cfg.Command, " ")), "pid", pid, "mode", mode, "lock", orNone(strings.Join(cfg.Locks, ":"))}
+	// Shown only when set: a line without them stays as it was.
+	if r := (procjobs.Rules{Orphans: cfg.Orphans, Match: cfg.Jobs}); !r.Empty() {
+		first = append(first, "jobs", r.String())
+	}
+	log.Info("started", append(first, "grace", cfg.Grace, "stop-signal", stopSignalText(cfg.StopSignal), "drain-on", signalList(cfg.DrainOn))...)
 	switch {
 	case subreaperErr != nil:
 		log.Warn("not PID 1 and cannot become a subreaper: orphaned jobs will not be reaped or waited for; run drainit as the container's ENTRYPOINT", "err", subreaperErr)

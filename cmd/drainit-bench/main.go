@@ -78,7 +78,7 @@ func run() int {
 	flag.IntVar(&c.orphans, "orphans", 3000, "orphans in the reaping burst")
 	flag.IntVar(&c.reapRuns, "reap-runs", 3, "reaping bursts per init")
 	flag.StringVar(&c.drainit, "drainit", "", "a drainit binary to measure (default: build this module's, static and stripped)")
-	only := flag.String("only", "", "run only these steps, comma-separated: scale-down, start, release, reap, size, idle")
+	only := flag.String("only", "", "run only these steps, comma-separated: scale-down, start, release, jobs, reap, size, idle")
 	keep := flag.Bool("keep", false, "keep the work directory, with every pod's output, and say where it is")
 	flag.BoolVar(&c.allowMissing, "allow-missing", false, "run without tini or dumb-init, leaving their columns empty")
 	flag.Parse()
@@ -146,6 +146,7 @@ func run() int {
 		{"scale-down", "the scale-down scenario", scaleDown},
 		{"start", "start-to-exit", startToExit},
 		{"release", "release → stop signal", releaseToStop},
+		{"jobs", "last job's exit → stop signal", jobExitToStop},
 		{"reap", "reaping", reaping},
 		{"size", "binary size", binarySize},
 	}

@@ -32,6 +32,10 @@ func runRole(role string, args []string) int {
 		err = orphans(args)
 	case "spawner":
 		err = spawner(args)
+	case "pjob":
+		err = pjob()
+	case "orphaner":
+		err = startPjob(true)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -115,10 +119,57 @@ func job(args []string) error {
 func stamp() error {
 	c := make(chan os.Signal, 1)
 	signal.Notify(c, syscall.SIGTERM)
+	// With BENCH_JOB, a job that writes no lock file runs first: the
+	// app's child, or an orphan.
+	if kind := os.Getenv("BENCH_JOB"); kind != "" {
+		if err := startPjob(kind == "orphan"); err != nil {
+			return err
+		}
+	}
 	fmt.Println("ready")
 	<-c
 	fmt.Printf("stop %d\n", time.Now().UnixNano())
 	_, err := io.Copy(io.Discard, os.Stdin)
+	return err
+}
+
+// startPjob starts the job of the job-exit measure, this binary with the
+// argument in BENCH_WORD for --job to match; orphaned, through a parent
+// (this process, then) that exits at once.
+func startPjob(orphaned bool) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	role := "pjob"
+	if orphaned && os.Getenv(roleEnv) != "orphaner" {
+		role = "orphaner"
+	}
+	cmd := exec.Command(self, os.Getenv("BENCH_WORD"))
+	cmd.Env = append(os.Environ(), roleEnv+"="+role, fmt.Sprintf("BENCH_PARENT=%d", os.Getpid()))
+	if orphaned && role == "pjob" {
+		cmd.Env = append(cmd.Env, "BENCH_ORPHANED=1")
+	}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Start()
+}
+
+// pjob says "job" once it is what is measured (adopted by drainit, when
+// its parent was the orphaner), then runs until the FIFO in BENCH_FIFO is
+// closed by its writer.
+func pjob() error {
+	if os.Getenv("BENCH_ORPHANED") != "" {
+		parent, _ := strconv.Atoi(os.Getenv("BENCH_PARENT"))
+		for os.Getppid() == parent {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	fmt.Println("job")
+	f, err := os.Open(os.Getenv("BENCH_FIFO"))
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, f)
 	return err
 }
 

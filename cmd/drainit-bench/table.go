@@ -140,7 +140,7 @@ func (t *table) printTargets(w io.Writer) {
 		}
 		fmt.Fprintf(w, "- %-44s %-12s %s\n", what, verdict, detail)
 	}
-	fmt.Fprintln(w, "targets (issues 6 and 8), for drainit:")
+	fmt.Fprintln(w, "targets (issues 6, 8 and 16), for drainit:")
 	lost, ok := t.get("jobs lost", colDrainit)
 	check("zero jobs lost within the budget", lost == 0, ok, fmt.Sprintf("%.0f lost", lost))
 	l, ok := t.get("linger after last job, median", colDrainit)
@@ -149,6 +149,9 @@ func (t *table) printTargets(w io.Writer) {
 	p50, ok1 := t.get(find("release → stop signal, 1 lock, p50"), colDrainit)
 	p99, ok2 := t.get(find("release → stop signal, 1 lock, p99"), colDrainit)
 	check("release → signal p50 ≤ 2 ms, p99 ≤ 10 ms", p50 <= 2 && p99 <= 10, ok1 && ok2, fmt.Sprintf("p50 %s, p99 %s", formatMS(p50), formatMS(p99)))
+	j50, ok1 := t.get("last job's exit → stop signal, --job, PID 1, p50", colDrainit)
+	o50, ok2 := t.get("last job's exit → stop signal, --orphans, PID 1, p50", colDrainit)
+	check("job's exit → signal p50 ≤ 1 ms (issue 16)", j50 <= 1 && o50 <= 1, ok1 && ok2, fmt.Sprintf("--job %s, --orphans %s", formatMS(j50), formatMS(o50)))
 	k50, ok := t.get(find("release → stop signal, 10k locks, p50"), colDrainit)
 	check("release → signal with 10k locks ≤ 50 ms", k50 <= 50, ok, "p50 "+formatMS(k50))
 	rss, ok := t.get("peak RSS draining 10k locks", colDrainit)

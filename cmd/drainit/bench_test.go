@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The benchmarks of issue 6: the time from the last lock's removal to the
@@ -52,6 +54,69 @@ func BenchmarkReleaseToStop(b *testing.B) {
 			}
 			reportQuantiles(b, took)
 		})
+	}
+}
+
+// BenchmarkJobExitToStop is the same measure for the jobs of issue 16,
+// which write no lock file: the time from the last job's exit to the app
+// receiving its stop signal. The job is the app's child matched by --job
+// (its exit comes through a pidfd), or an orphan adopted by drainit and
+// counted by --orphans (through the reaper, SIGCHLD); either way drainit
+// scans /proc once more before the stop signal. The job ends when the
+// benchmark closes the FIFO it reads, and its exit is the moment the
+// benchmark's own pidfd of it turns readable: how long a process takes to
+// exit (1–2 ms for this test binary on a loaded 2-core machine) is the
+// job's, not drainit's. told-ms counts from the close instead, exit
+// included. Run it beside BenchmarkReleaseToStop, in one go, to compare:
+//
+//	go test ./cmd/drainit -run XXX -bench 'ReleaseToStop$|JobExitToStop' -benchtime 200x
+//
+// Target: p50 ≤ 1 ms.
+func BenchmarkJobExitToStop(b *testing.B) {
+	for _, kind := range []string{"job", "orphans"} {
+		for _, m := range []mode{{pid1: false}, {pid1: true}} {
+			b.Run(kind+"/"+m.String(), func(b *testing.B) {
+				if m.pid1 && !canNamespace() {
+					b.Skip("PID namespaces need root and unshare")
+				}
+				fifo := filepath.Join(b.TempDir(), "job.fifo")
+				if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+					b.Fatal(err)
+				}
+				word := fmt.Sprintf("benchjob%d", os.Getpid())
+				env := []string{"BENCH_FIFO=" + fifo, "BENCH_WORD=" + word, "BENCH_JOB=child"}
+				args := []string{"--job", word}
+				if kind == "orphans" {
+					env[2], args = "BENCH_JOB=orphan", []string{"--orphans"}
+				}
+				var took, told []time.Duration
+				for b.Loop() {
+					r := launchDrainitEnv(b, m, env, args...)
+					r.wantJob(b)
+					r.drain(b)
+					pidfd := jobPidfd(b, word)
+					// Opening meets the job's own open; closing is its end.
+					w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					t0 := time.Now().UnixNano()
+					w.Close()
+					if _, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, -1); err != nil {
+						b.Fatal(err)
+					}
+					exited := time.Now().UnixNano()
+					unix.Close(pidfd)
+					stop := r.stopAt(b)
+					took = append(took, stop-time.Duration(exited))
+					told = append(told, stop-time.Duration(t0))
+					r.end(b)
+				}
+				reportQuantiles(b, took)
+				slices.Sort(told)
+				b.ReportMetric(float64(told[len(told)/2])/float64(time.Millisecond), "told-p50-ms")
+			})
+		}
 	}
 }
 
@@ -115,6 +180,7 @@ type benchProc struct {
 	pid   int // drainit's, as seen from the benchmark
 	stdin io.WriteCloser
 	lines chan string
+	jobs  chan string // the job's "job" line, which comes in any order
 	mu    sync.Mutex
 	tail  []string
 	eof   chan struct{}
@@ -127,6 +193,11 @@ func canNamespace() bool {
 
 func launchDrainit(b *testing.B, m mode, args ...string) *benchProc {
 	b.Helper()
+	return launchDrainitEnv(b, m, nil, args...)
+}
+
+func launchDrainitEnv(b *testing.B, m mode, env []string, args ...string) *benchProc {
+	b.Helper()
 	argv := append([]string{drainitBin}, args...)
 	argv = append(argv, "--grace", "30s", "--stop-timeout", "10s", "--", selfBin)
 	if m.pid1 {
@@ -136,7 +207,7 @@ func launchDrainit(b *testing.B, m mode, args ...string) *benchProc {
 	if p, err := exec.LookPath(argv[0]); err == nil {
 		cmd.Path = p
 	}
-	cmd.Env = append(os.Environ(), benchHelperEnv+"=stamp")
+	cmd.Env = append(append(os.Environ(), benchHelperEnv+"=stamp"), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -150,7 +221,7 @@ func launchDrainit(b *testing.B, m mode, args ...string) *benchProc {
 		b.Fatal(err)
 	}
 	w.Close()
-	p := &benchProc{cmd: cmd, pid: cmd.Process.Pid, stdin: stdin, lines: make(chan string, 16), eof: make(chan struct{})}
+	p := &benchProc{cmd: cmd, pid: cmd.Process.Pid, stdin: stdin, lines: make(chan string, 16), jobs: make(chan string, 1), eof: make(chan struct{})}
 	go p.read(r)
 	b.Cleanup(func() {
 		if p.cmd.ProcessState == nil {
@@ -172,7 +243,9 @@ func (p *benchProc) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
-		if line == "ready" || strings.HasPrefix(line, "stop ") || strings.Contains(line, " draining by=") {
+		if line == "job" {
+			p.jobs <- line
+		} else if line == "ready" || strings.HasPrefix(line, "stop ") || strings.Contains(line, " draining by=") {
 			p.lines <- line
 		}
 		p.mu.Lock()
@@ -200,6 +273,42 @@ func (p *benchProc) want(b *testing.B, prefix string) string {
 		b.Fatalf("no line starting with %q within %v:\n%s", prefix, long, p.output())
 	}
 	return ""
+}
+
+// jobPidfd opens a pidfd of the benchmark's job, found by its command line
+// in this namespace's /proc, where it also shows when it runs in a PID
+// namespace of its own.
+func jobPidfd(b *testing.B, word string) int {
+	b.Helper()
+	want := selfBin + " " + word + "\x00"
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); strings.ReplaceAll(string(cmd), "\x00", " ") == strings.ReplaceAll(want, "\x00", " ") {
+			fd, err := unix.PidfdOpen(pid, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return fd
+		}
+	}
+	b.Fatalf("no process with the command line %q", want)
+	return 0
+}
+
+// wantJob waits for the job to say it runs as measured.
+func (p *benchProc) wantJob(b *testing.B) {
+	b.Helper()
+	select {
+	case <-p.jobs:
+	case <-p.eof:
+		b.Fatalf("output ended before the job's line:\n%s", p.output())
+	case <-time.After(long):
+		b.Fatalf("no line from the job within %v:\n%s", long, p.output())
+	}
 }
 
 func (p *benchProc) output() string {

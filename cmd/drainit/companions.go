@@ -23,6 +23,7 @@ func runWait(args []string, caught *signals.Caught) int {
 func waitOptions(c *jobs.WaitConfig, lf *logFlags, toPID1 *bool, getenv func(string) string) *options {
 	o := newOptions("drainit wait", getenv)
 	o.globs("lock", &c.Locks, "a lock file pattern; a matching file is a running job")
+	o.regexps("job", &c.Jobs, "a process whose command line matches this expression is a running job")
 	o.duration("timeout", &c.Timeout, 0, 0, "give up after this long and exit 1").defText = "no limit"
 	o.duration("poll", &c.Poll, time.Second, time.Millisecond, "rescan interval, the fallback where file events don't arrive")
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
@@ -41,10 +42,10 @@ func parseWait(args []string, getenv func(string) string) (jobs.WaitConfig, *slo
 		return c, nil, err
 	}
 	if len(rest) > 0 {
-		return c, nil, usagef("drainit wait takes no arguments, got %q; give patterns with --lock", rest[0])
+		return c, nil, usagef("drainit wait takes no arguments, got %q; give patterns with --lock or --job", rest[0])
 	}
-	if len(c.Locks) == 0 {
-		return c, nil, usagef("drainit wait needs a lock pattern; add --lock /app/lock/*.lock or set DRAINIT_LOCK")
+	if len(c.Locks) == 0 && len(c.Jobs) == 0 {
+		return c, nil, usagef("drainit wait needs something to wait for; add --lock /app/lock/*.lock or --job 'job\\.php', or set DRAINIT_LOCK or DRAINIT_JOB")
 	}
 	lf.prefix = "drainit wait"
 	var w io.Writer = os.Stderr
@@ -81,8 +82,9 @@ func (t tolerant) Write(p []byte) (int, error) {
 func waitUsage(f *os.File) {
 	fmt.Fprint(f, `usage: drainit wait [flags]
 
-Blocks until no lock file is held: exit 0, or 1 at --timeout with the held
-locks listed. Made for a Kubernetes preStop hook.
+Blocks until no lock file is held and no process whose command line matches
+--job runs (never counting itself, its ancestors or PID 1): exit 0, or 1 at
+--timeout with what is still held listed. Made for a Kubernetes preStop hook.
 
 flags (each also set by the variable in brackets):
 `)

@@ -190,3 +190,35 @@ type discard struct{}
 func (discard) Header() http.Header         { return http.Header{} }
 func (discard) Write(b []byte) (int, error) { return len(b), nil }
 func (discard) WriteHeader(int)             {}
+
+// Process jobs count like locks, found by a /proc scan every
+// --deletion-cost-interval while the app runs.
+func TestDeletionCostCountsProcessJobs(t *testing.T) {
+	for _, m := range []mode{{pid1: true}, {}} {
+		t.Run(m.String(), func(t *testing.T) {
+			t.Parallel()
+			api := newAPIServer(t, http.StatusOK)
+			dir := lockDir(t)
+			touch(t, dir+"/l.lock")
+			finish := filepath.Join(t.TempDir(), "finish")
+			word := jobWord()
+			p := start(t, m, opts{env: append(pjobEnv(word, finish), api.env()...)},
+				append([]string{"--deletion-cost", "--deletion-cost-interval", "100ms", "--kube-dir", api.kubeDir,
+					"--lock", dir + "/*.lock", "--job", word, "--"}, app(child("$W", "0s", "1"))...)...)
+			p.waitSeen(`^pjob 1 started`, long)
+			api.waitCost(t, "2")
+			touch(t, finish)
+			p.waitSeen(`^pjob 1 done`, long)
+			api.waitCost(t, "1")
+			if err := os.Remove(dir + "/l.lock"); err != nil {
+				t.Fatal(err)
+			}
+			api.waitCost(t, "0")
+			p.signal(syscall.SIGTERM)
+			p.waitLine(`^signal 15$`, long)
+			if code := p.wait(long); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+		})
+	}
+}

@@ -31,6 +31,10 @@ func helperMain(mode string, args []string) int {
 		return launchIgnoring(args)
 	case "job":
 		return job(args[0], args[1], args[2])
+	case "pjob":
+		return pjob(args[0], args[1], args[2])
+	case "spawn":
+		return spawnLater(args)
 	case "exhaust-inotify":
 		return exhaustInotify()
 	case "ignterm":
@@ -99,6 +103,62 @@ func job(lock, dur, label string) int {
 	time.Sleep(d) // the job's work
 	fmt.Printf("job %s done\n", label)
 	os.Remove(lock)
+	return 0
+}
+
+// pjob is a background job that writes no lock file: only its process
+// says that it runs. args are a word to match it by (--job), the duration
+// and a label; the word stays in its command line. With HELPER_AFTER set,
+// the duration counts from when that file exists; with HELPER_MARK set,
+// it creates that file first thing. On SIGTERM it says so and exits.
+func pjob(word, dur, label string) int {
+	d, err := time.ParseDuration(dur)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 96
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	if mark := os.Getenv("HELPER_MARK"); mark != "" {
+		os.WriteFile(mark, nil, 0o644)
+	}
+	fmt.Printf("pjob %s started pid=%d\n", label, os.Getpid())
+	if after := os.Getenv("HELPER_AFTER"); after != "" {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(after); err == nil {
+				break
+			}
+		}
+	}
+	select {
+	case <-time.After(d): // the job's work
+		fmt.Printf("pjob %s done\n", label)
+	case <-term:
+		fmt.Printf("pjob %s got TERM\n", label)
+	}
+	return 0
+}
+
+// spawnLater waits for the file HELPER_AFTER names (the drain marker),
+// then starts a pjob matched by the word in $W, with args (duration,
+// label) and HELPER_MARK passed on, and exits without waiting: a job
+// started during the drain, orphaned at once. Its own command line does
+// not hold the word.
+func spawnLater(args []string) int {
+	after := os.Getenv("HELPER_AFTER")
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(after); err == nil {
+			break
+		}
+	}
+	self, _ := os.Executable()
+	cmd := exec.Command(self, append([]string{os.Getenv("W")}, args...)...)
+	cmd.Env = append(os.Environ(), helperEnv+"=pjob", "HELPER_AFTER=")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 95
+	}
 	return 0
 }
 

@@ -2,7 +2,7 @@
 // before the container stops.
 //
 //	drainit [flags] [--] COMMAND [ARG...]     run COMMAND as the app
-//	drainit wait [flags]                      block until no lock is held (a preStop hook)
+//	drainit wait [flags]                      block until no lock is held and no job runs (a preStop hook)
 //	drainit lock [flags] PATH -- COMMAND...   run COMMAND while holding lock file PATH
 //	drainit version
 //
@@ -22,12 +22,17 @@
 //	DRAINIT_GROUP         --group           signal the app's whole process group (off)
 //	DRAINIT_POLL          --poll DUR        rescan interval while draining (1s)
 //	DRAINIT_STALE_PID     --stale-pid       a lock naming a dead PID is released (off)
+//	DRAINIT_ORPHANS       --orphans         every process drainit adopted is a running job (off)
+//	DRAINIT_JOB           --job REGEX       a process whose command line matches is a running job,
+//	                                        repeatable (none); Go RE2 syntax, write ':' as \x3a
 //	DRAINIT_LOG_FORMAT    --log-format F    text or json (text)
 //	DRAINIT_LOG_LEVEL     --log-level L     debug, info, warn or error (info)
 //
 // Under Kubernetes, drainit can keep its pod's
 // controller.kubernetes.io/pod-deletion-cost annotation equal to the number
-// of held locks, so that a ReplicaSet scale-down deletes idle pods first:
+// of held locks and process jobs (a /proc scan every interval, with
+// --orphans or --job), so that a ReplicaSet scale-down deletes idle pods
+// first:
 //
 //	DRAINIT_DELETION_COST           --deletion-cost               on (off)
 //	DRAINIT_DELETION_COST_INTERVAL  --deletion-cost-interval DUR  least time between two writes (5s)
@@ -39,8 +44,16 @@
 // The API server is KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT; the
 // service account needs a Role that allows patch on pods.
 //
-// drainit wait takes --lock, --poll, --stale-pid and the log flags above,
-// and also:
+// Jobs that write no lock file are seen by their processes. In drainit's
+// care: as PID 1 every process of the namespace, otherwise its
+// descendants; never drainit itself or the app's main process. --orphans
+// counts what the app left in the background (exec("job &")), and also a
+// daemon an entrypoint script started with '&'; --job counts processes
+// whose /proc/PID/cmdline, NULs read as spaces (as pgrep -f), matches.
+// Locks and process jobs are waited for together, under one deadline.
+//
+// drainit wait takes --lock, --job, --poll, --stale-pid and the log flags
+// above, and also:
 //
 //	DRAINIT_TIMEOUT       --timeout DUR     give up and exit 1 after this long (no limit)
 //	DRAINIT_LOG_TO_PID1   --log-to-pid1     also write to PID 1's stdout, for kubectl logs (true)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -187,6 +188,30 @@ func (o *options) globs(name string, dst *[]string, help string) {
 		*dst = append(*dst, p)
 		return nil
 	}, func() string { return strings.Join(*dst, ":") })
+}
+
+// regexps is repeatable on the command line; its variable is a
+// ':'-separated list, so an expression that needs a ':' is written \x3a.
+func (o *options) regexps(name string, dst *[]*regexp.Regexp, help string) {
+	o.lists[name] = true
+	o.add(name, help, func(s string) error {
+		if strings.TrimSpace(s) == "" {
+			return fmt.Errorf("empty expression: it would match every process; use one that names the job's command, like job\\.php")
+		}
+		re, err := regexp.Compile(s)
+		if err != nil {
+			msg := strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+			return fmt.Errorf("not a valid regular expression (%s); use Go's RE2 syntax, like 'php .*job\\.php'", msg)
+		}
+		*dst = append(*dst, re)
+		return nil
+	}, func() string {
+		var s []string
+		for _, re := range *dst {
+			s = append(s, re.String())
+		}
+		return strings.Join(s, ":")
+	})
 }
 
 func (o *options) path(name string, dst *string, help string) {

@@ -194,3 +194,35 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 }
+
+// DRAINIT_JOB is a ':'-separated list, like DRAINIT_LOCK; a ':' inside an
+// expression is written \x3a, which RE2 reads as ':'. Repeated --job flags
+// beat it. drainit wait takes --job alone.
+func TestJobOptions(t *testing.T) {
+	e := env("DRAINIT_JOB", `job\.php:worker\x3a run`, "DRAINIT_ORPHANS", "1")
+	c, _, err := parseSupervise([]string{"app"}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, re := range c.Jobs {
+		got = append(got, re.String())
+	}
+	if !slices.Equal(got, []string{`job\.php`, `worker\x3a run`}) || !c.Orphans {
+		t.Fatalf("from variables: jobs %q, orphans %v", got, c.Orphans)
+	}
+	if !c.Jobs[1].MatchString("php worker: run 7") {
+		t.Error(`\x3a does not match ':'`)
+	}
+	c, _, err = parseSupervise([]string{"--job", "a", "--job", "b:c", "--orphans=false", "app"}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Jobs) != 2 || c.Jobs[1].String() != "b:c" || c.Orphans {
+		t.Errorf("flags should win: %v, orphans %v", c.Jobs, c.Orphans)
+	}
+	w, _, err := parseWait([]string{"--job", `job\.php`, "--log-to-pid1=false"}, noEnv)
+	if err != nil || len(w.Jobs) != 1 || len(w.Locks) != 0 {
+		t.Errorf("drainit wait --job alone: %+v, %v", w, err)
+	}
+}

@@ -57,6 +57,8 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv 
 	o.boolean("group", &c.Group, "signal the app's whole process group")
 	o.duration("poll", &c.Poll, time.Second, time.Millisecond, "rescan interval while draining")
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
+	o.boolean("orphans", &c.Orphans, "every process drainit adopted (what \"job &\" leaves) is a running job")
+	o.regexps("job", &c.Jobs, "a process whose command line matches this expression is a running job")
 	kf.register(o)
 	lf.register(o)
 	return o

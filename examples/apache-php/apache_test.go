@@ -66,6 +66,30 @@ func TestDockerStopKeepsJobs(t *testing.T) {
 	}
 }
 
+// The lock-free variant of the same image: DRAINIT_JOB='job\.php' and no
+// DRAINIT_LOCK. drainit sees each job by its php process, from the fork
+// (the lock files job.php still writes are not looked at).
+func TestDockerStopKeepsJobsWithoutLocks(t *testing.T) {
+	needImage(t)
+	t.Parallel()
+	c := run(t, "-e", "DRAINIT_LOCK=", "-e", `DRAINIT_JOB=job\.php`)
+	c.start("a", 2*time.Second)
+	c.start("b", 4*time.Second)
+	c.stop(30)
+	if done := c.done(); len(done) != 2 {
+		t.Errorf("jobs done: %v; want a and b", done)
+	}
+	if code := c.exitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	logs := c.logs()
+	for _, want := range []string{`lock=none jobs=job\.php`, `draining by=SIGTERM locks=none jobs="2 (pid `, "job.php b 4) ended, 0 left", "stopping the app signal=WINCH"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no %q in docker logs", want)
+		}
+	}
+}
+
 // The same stop without drainit, and with drainit behind the wrong stop
 // signal: the jobs die with Apache, which signals its whole process group.
 func TestContrasts(t *testing.T) {

@@ -16,7 +16,13 @@
 // a job (write it under another name and rename it, so it is never read
 // half written). Each running job holds LOCKS/NAME.lock.
 //
-//	worker [-queue DIR] [-locks DIR] [-concurrency N] [-poll DUR]
+// With -process and -locks "", the lock-free variant: each job runs as a
+// child process, "worker job NAME SECONDS", and holds no lock file;
+// drainit sees it by its command line:
+//
+//	DRAINIT_JOB='worker job ' DRAINIT_QUIET_SIGNAL=TSTP DRAINIT_STOP_SIGNAL=TERM
+//
+//	worker [-queue DIR] [-locks DIR] [-process] [-concurrency N] [-poll DUR]
 package main
 
 import (
@@ -26,6 +32,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -39,17 +46,22 @@ import (
 func main() {
 	log.SetFlags(0)
 	log.SetPrefix("worker: ")
+	if len(os.Args) == 4 && os.Args[1] == "job" {
+		os.Exit(runJob(os.Args[3]))
+	}
 	queue := flag.String("queue", "/queue", "the queue directory: NAME.job files")
-	locks := flag.String("locks", "/app/lock", "where each running job holds NAME.lock")
+	locks := flag.String("locks", "/app/lock", `where each running job holds NAME.lock; "" for none`)
+	process := flag.Bool("process", false, "run each job as a child process, worker job NAME SECONDS")
 	concurrency := flag.Int("concurrency", 2, "jobs run at once")
 	poll := flag.Duration("poll", 100*time.Millisecond, "how often the queue is looked at")
 	flag.Parse()
-	w := &worker{queue: *queue, locks: *locks, concurrency: *concurrency}
+	w := &worker{queue: *queue, locks: *locks, process: *process, concurrency: *concurrency}
 	os.Exit(w.run(*poll))
 }
 
 type worker struct {
 	queue, locks string
+	process      bool
 	concurrency  int
 
 	wg      sync.WaitGroup
@@ -59,6 +71,9 @@ type worker struct {
 
 func (w *worker) run(poll time.Duration) int {
 	for _, d := range []string{w.queue, w.locks} {
+		if d == "" {
+			continue
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			log.Print(err)
 			return 1
@@ -124,13 +139,18 @@ func (w *worker) fetch() {
 		}
 		// The lock first, then the claim: from the moment the job leaves
 		// the queue, drainit sees it running.
-		lock := filepath.Join(w.locks, name+".lock")
-		if err := os.WriteFile(lock, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			log.Printf("job %s: %v", name, err)
-			return
+		lock := ""
+		if w.locks != "" {
+			lock = filepath.Join(w.locks, name+".lock")
+			if err := os.WriteFile(lock, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+				log.Printf("job %s: %v", name, err)
+				return
+			}
 		}
 		if err := os.Remove(path); err != nil {
-			os.Remove(lock)
+			if lock != "" {
+				os.Remove(lock)
+			}
 			continue
 		}
 		w.start(name, secs, lock)
@@ -138,6 +158,20 @@ func (w *worker) fetch() {
 }
 
 func (w *worker) start(name string, secs float64, lock string) {
+	// The process first: from the line that says a job started, drainit
+	// --job can see it.
+	var proc *exec.Cmd
+	if w.process {
+		var err error
+		if proc, err = startProcess(name, secs); err != nil {
+			log.Printf("job %s: %v", name, err)
+			w.push(name, secs)
+			if lock != "" {
+				os.Remove(lock)
+			}
+			return
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.mu.Lock()
 	w.running[name] = cancel
@@ -146,7 +180,12 @@ func (w *worker) start(name string, secs float64, lock string) {
 	log.Printf("job %s started (%gs)", name, secs)
 	go func() {
 		defer w.wg.Done()
-		err := work(ctx, time.Duration(secs*float64(time.Second)))
+		var err error
+		if proc != nil {
+			err = waitProcess(ctx, proc)
+		} else {
+			err = work(ctx, time.Duration(secs*float64(time.Second)))
+		}
 		if err != nil {
 			// Back to the queue before the lock goes, so the job is never
 			// in neither place.
@@ -161,7 +200,9 @@ func (w *worker) start(name string, secs float64, lock string) {
 			log.Printf("job %s finished", name)
 		}
 		// Last: once the lock is gone, drainit may stop the worker.
-		os.Remove(lock)
+		if lock != "" {
+			os.Remove(lock)
+		}
 	}()
 }
 
@@ -175,6 +216,51 @@ func work(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return errors.New("interrupted")
 	}
+}
+
+// startProcess starts the job as a child process: drainit --job sees it
+// running from its fork to its exit, with no lock file.
+func startProcess(name string, secs float64) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "job", name, strconv.FormatFloat(secs, 'g', -1, 64))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd, cmd.Start()
+}
+
+// waitProcess waits for the job's process; cancelled, the job gets
+// SIGTERM.
+func waitProcess(ctx context.Context, cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-done
+		return errors.New("interrupted")
+	}
+}
+
+// runJob is a job's process: its work, or exit 1 on SIGTERM.
+func runJob(secs string) int {
+	// The worker's quiet signal is not the job's: sent to a whole process
+	// group, TSTP would suspend it.
+	signal.Ignore(syscall.SIGTSTP)
+	s, err := strconv.ParseFloat(secs, 64)
+	if err != nil {
+		log.Print(err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if work(ctx, time.Duration(s*float64(time.Second))) != nil {
+		return 1
+	}
+	return 0
 }
 
 func (w *worker) push(name string, secs float64) {

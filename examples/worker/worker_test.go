@@ -46,18 +46,29 @@ func TestMain(m *testing.M) {
 
 // A stop under drainit, the Sidekiq way: TSTP first, so a job queued during
 // the drain is left for another worker; the running jobs finish; then TERM,
-// with nothing left to push back.
+// with nothing left to push back. The jobs are seen by their lock files,
+// or, in the lock-free variant, by their processes' command lines.
 func TestQuietThenStop(t *testing.T) {
+	for _, variant := range []string{"locks", "processes"} {
+		t.Run(variant, func(t *testing.T) {
+			t.Parallel()
+			quietThenStop(t, variant == "processes")
+		})
+	}
+}
+
+func quietThenStop(t *testing.T, processes bool) {
 	dir := t.TempDir()
 	queue, locks := filepath.Join(dir, "queue"), filepath.Join(dir, "lock")
-	p := start(t, []string{
-		"DRAINIT_LOCK=" + locks + "/*.lock",
-		"DRAINIT_QUIET_SIGNAL=TSTP",
-		"DRAINIT_STOP_SIGNAL=TERM",
-		"DRAINIT_GRACE=30",
-	}, drainitBin, "--", workerBin, "-queue", queue, "-locks", locks)
+	env := []string{"DRAINIT_LOCK=" + locks + "/*.lock", "DRAINIT_QUIET_SIGNAL=TSTP", "DRAINIT_STOP_SIGNAL=TERM", "DRAINIT_GRACE=30"}
+	args := []string{drainitBin, "--", workerBin, "-queue", queue, "-locks", locks}
+	if processes {
+		env[0] = "DRAINIT_JOB=worker job "
+		args = []string{drainitBin, "--", workerBin, "-queue", queue, "-locks", "", "-process"}
+	}
+	p := start(t, env, args...)
 	p.waitLine("worker: started")
-	enqueue(t, queue, "a", 1.5)
+	enqueue(t, queue, "a", 3) // still running when the drain looks, however loaded the machine
 	enqueue(t, queue, "b", 0.5)
 	p.waitLine("job a started")
 	p.waitLine("job b started")
@@ -72,6 +83,12 @@ func TestQuietThenStop(t *testing.T) {
 	}
 	for _, j := range []string{"a", "b"} {
 		p.before("job "+j+" finished", "stopping the app")
+	}
+	if processes && !strings.Contains(p.transcript(), `draining by=SIGTERM locks=none jobs="`) {
+		t.Errorf("the drain did not name the job processes:\n%s", p.transcript())
+	}
+	if entries, _ := os.ReadDir(locks); processes && len(entries) > 0 {
+		t.Errorf("the lock-free variant wrote lock files: %v", entries)
 	}
 	if strings.Contains(p.transcript(), "job c started") || strings.Contains(p.transcript(), "pushed back") {
 		t.Errorf("job c was taken, or a job was interrupted:\n%s", p.transcript())

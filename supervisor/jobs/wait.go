@@ -2,8 +2,11 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -11,14 +14,16 @@ import (
 
 	"github.com/drainit/drainit/signals"
 	"github.com/drainit/drainit/supervisor/lockwatch"
+	"github.com/drainit/drainit/supervisor/procjobs"
 )
 
 // WaitConfig is what Wait needs.
 type WaitConfig struct {
-	Locks    []string      // lock file patterns, absolute
-	Poll     time.Duration // rescan interval, the fallback where events don't arrive
-	StalePID bool          // a lock naming a dead PID is released
-	Timeout  time.Duration // 0: no limit (the kubelet's grace period is one)
+	Locks    []string         // lock file patterns, absolute
+	Jobs     []*regexp.Regexp // a process whose command line matches is a running job
+	Poll     time.Duration    // rescan interval, the fallback where events don't arrive
+	StalePID bool             // a lock naming a dead PID is released
+	Timeout  time.Duration    // 0: no limit (the kubelet's grace period is one)
 	Signals  *signals.Caught
 	Log      *slog.Logger
 }
@@ -32,20 +37,53 @@ const (
 // progressEvery is how often Wait says what it still waits for.
 const progressEvery = 5 * time.Second
 
-// Wait blocks until no lock is held and returns WaitClear, or WaitTimeout
-// at the timeout or on SIGTERM or SIGINT, with the held locks logged.
+// Wait blocks until no lock is held and no matching process runs, and
+// returns WaitClear, or WaitTimeout at the timeout or on SIGTERM or SIGINT,
+// with what is still held logged.
 func Wait(cfg WaitConfig) int {
-	log := cfg.Log
+	w := &waiter{cfg: cfg, log: cfg.Log}
+	return w.run()
+}
+
+type waiter struct {
+	cfg    WaitConfig
+	log    *slog.Logger
+	locks  []string              // the latest lock snapshot
+	procs  map[int]procjobs.Proc // matching processes still running
+	exits  *procjobs.Exits
+	exitc  <-chan int
+	warned bool // said that pidfds cannot be had
+}
+
+func (w *waiter) run() int {
+	cfg, log := w.cfg, w.log
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := make(chan []string, 1)
 	failed := make(chan error, 1)
-	opts := lockwatch.Options{Patterns: cfg.Locks, Poll: cfg.Poll, StalePID: cfg.StalePID, Logger: log}
-	go func() {
-		if err := lockwatch.Watch(ctx, opts, out); err != nil {
-			failed <- err
+	locksIn := len(cfg.Locks) == 0 // no pattern: nothing to wait for from the watcher
+	if !locksIn {
+		opts := lockwatch.Options{Patterns: cfg.Locks, Poll: cfg.Poll, StalePID: cfg.StalePID, Logger: log}
+		go func() {
+			if err := lockwatch.Watch(ctx, opts, out); err != nil {
+				failed <- err
+			}
+		}()
+	}
+	var scan <-chan time.Time
+	if len(cfg.Jobs) > 0 {
+		w.procs = map[int]procjobs.Proc{}
+		if e, err := procjobs.NewExits(); err != nil {
+			log.Debug("no pidfds: a job's end is seen at the next --poll scan", "err", err)
+		} else {
+			w.exits, w.exitc = e, e.C
+			defer e.Close()
 		}
-	}()
+		w.rescan(false)
+		t := time.NewTicker(orDefault(cfg.Poll, time.Second))
+		defer t.Stop()
+		scan = t.C
+	}
 
 	t0 := time.Now()
 	var timeout <-chan time.Time
@@ -57,35 +95,44 @@ func Wait(cfg WaitConfig) int {
 	progress := time.NewTicker(progressEvery)
 	defer progress.Stop()
 
-	var held []string
-	first := true
+	said := false
 	for {
+		if locksIn && !said {
+			said = true
+			if n := len(w.locks) + len(w.procs); n > 0 {
+				log.Info(fmt.Sprintf("waiting for %s: %s", w.count(), strings.Join(w.names(), ", ")))
+			}
+		}
+		// The last scan before saying all clear: a job started since the
+		// previous one must not be missed.
+		if locksIn && len(w.locks) == 0 && len(w.procs) == 0 && w.rescan(true) == 0 {
+			log.Info(w.clear(), "waited", time.Since(t0).Round(time.Millisecond))
+			return WaitClear
+		}
 		select {
 		case now := <-out:
-			if first {
-				first = false
-				if len(now) > 0 {
-					log.Info(fmt.Sprintf("waiting for %d locks: %s", len(now), strings.Join(now, ", ")))
+			if locksIn {
+				for _, p := range w.locks {
+					if !slices.Contains(now, p) {
+						log.Info(fmt.Sprintf("released %s, %d left", p, len(now)+len(w.procs)))
+					}
 				}
 			}
-			for _, p := range held {
-				if !slices.Contains(now, p) {
-					log.Info(fmt.Sprintf("released %s, %d left", p, len(now)))
-				}
+			w.locks, locksIn = now, true
+		case pid := <-w.exitc:
+			if p, ok := w.procs[pid]; ok {
+				w.end(p)
 			}
-			held = now
-			if len(held) == 0 {
-				log.Info("no lock held", "waited", time.Since(t0).Round(time.Millisecond))
-				return WaitClear
-			}
+		case <-scan:
+			w.rescan(true)
 		case <-progress.C:
-			log.Info("waiting", "locks", len(held), "held", strings.Join(first3(held), ", "), "spent", time.Since(t0).Round(time.Second))
+			log.Info("waiting", "locks", len(w.locks), "jobs", len(w.procs), "held", strings.Join(first3(w.names()), ", "), "spent", time.Since(t0).Round(time.Second))
 		case <-timeout:
-			log.Error(fmt.Sprintf("gave up after waiting %v (--timeout %v) with %d locks still held: %s", time.Since(t0).Round(time.Millisecond), cfg.Timeout, len(held), strings.Join(held, ", ")))
+			log.Error(fmt.Sprintf("gave up after waiting %v (--timeout %v) with %s still held: %s", time.Since(t0).Round(time.Millisecond), cfg.Timeout, w.count(), strings.Join(w.names(), ", ")))
 			return WaitTimeout
 		case s := <-cfg.Signals.All:
 			if sig := s.(syscall.Signal); sig == syscall.SIGTERM || sig == syscall.SIGINT {
-				log.Error(fmt.Sprintf("stopped by SIG%s after waiting %v with %d locks still held: %s", signals.Name(sig), time.Since(t0).Round(time.Millisecond), len(held), strings.Join(held, ", ")))
+				log.Error(fmt.Sprintf("stopped by SIG%s after waiting %v with %s still held: %s", signals.Name(sig), time.Since(t0).Round(time.Millisecond), w.count(), strings.Join(w.names(), ", ")))
 				return WaitTimeout
 			}
 		case err := <-failed:
@@ -93,6 +140,102 @@ func Wait(cfg WaitConfig) int {
 			return WaitTimeout
 		}
 	}
+}
+
+// rescan brings the matching processes in line with /proc and returns how
+// many it found that were not known. In a container every process is
+// looked at, but never Wait itself, its ancestors (the shell of the hook,
+// whose command line holds the expression) or PID 1, which does not end
+// before the stop that this hook comes before.
+func (w *waiter) rescan(logNew bool) int {
+	if w.procs == nil {
+		return 0
+	}
+	found := procjobs.Scan(procjobs.Rules{Match: w.cfg.Jobs}, procjobs.Scope{Self: os.Getpid(), All: true, Ancestors: true, Exclude: []int{1}})
+	seen := map[int]bool{}
+	added := 0
+	for _, p := range found {
+		seen[p.PID] = true
+		if old, ok := w.procs[p.PID]; ok && old.Start == p.Start {
+			continue
+		}
+		if w.exits != nil {
+			err := w.exits.Watch(p)
+			if errors.Is(err, procjobs.ErrGone) {
+				continue
+			}
+			if err != nil {
+				w.log.Debug("cannot watch a job's pidfd; its end is seen at the next scan", "job", p.String(), "err", err)
+			}
+		}
+		w.procs[p.PID] = p
+		added++
+		if logNew {
+			w.log.Info("new job", "job", p.String())
+		}
+	}
+	for pid, p := range w.procs {
+		if !seen[pid] {
+			w.end(p)
+		}
+	}
+	return added
+}
+
+func (w *waiter) end(p procjobs.Proc) {
+	delete(w.procs, p.PID)
+	if w.exits != nil {
+		w.exits.Forget(p.PID)
+	}
+	w.log.Info(fmt.Sprintf("job %s ended, %d left", p, len(w.locks)+len(w.procs)))
+}
+
+// count is "2 locks", "1 job" or "2 locks and 1 job", after what is
+// waited for.
+func (w *waiter) count() string {
+	locks := fmt.Sprintf("%d locks", len(w.locks))
+	jobs := fmt.Sprintf("%d jobs", len(w.procs))
+	if len(w.procs) == 1 {
+		jobs = "1 job"
+	}
+	switch {
+	case len(w.cfg.Jobs) == 0:
+		return locks
+	case len(w.cfg.Locks) == 0:
+		return jobs
+	}
+	return locks + " and " + jobs
+}
+
+func (w *waiter) clear() string {
+	switch {
+	case len(w.cfg.Jobs) == 0:
+		return "no lock held"
+	case len(w.cfg.Locks) == 0:
+		return "no job running"
+	}
+	return "no lock held, no job running"
+}
+
+// names lists the held locks, then the running jobs by PID.
+func (w *waiter) names() []string {
+	out := slices.Clone(w.locks)
+	pids := make([]int, 0, len(w.procs))
+	for pid := range w.procs {
+		pids = append(pids, pid)
+	}
+	slices.Sort(pids)
+	for _, pid := range pids {
+		out = append(out, w.procs[pid].String())
+	}
+	return out
+}
+
+func orDefault(d, otherwise time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return otherwise
 }
 
 func first3(s []string) []string {

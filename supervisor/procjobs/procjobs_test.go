@@ -1,0 +1,172 @@
+package procjobs_test
+
+import (
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/drainit/drainit/supervisor/procjobs"
+)
+
+// sleeper starts `sleep N tag` (sleep adds its arguments up) and ends it
+// with the test.
+func sleeper(t testing.TB, secs string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sleep", secs, "0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+func pidsOf(ps []procjobs.Proc) []int {
+	var out []int
+	for _, p := range ps {
+		out = append(out, p.PID)
+	}
+	return out
+}
+
+func TestScanMatchesDescendants(t *testing.T) {
+	a := sleeper(t, "1001")
+	b := sleeper(t, "1002")
+	self := os.Getpid()
+	rules := procjobs.Rules{Match: []*regexp.Regexp{regexp.MustCompile(`^sleep 100[12] `)}}
+	got := pidsOf(procjobs.Scan(rules, procjobs.Scope{Self: self}))
+	if want := []int{a.Process.Pid, b.Process.Pid}; !slices.Equal(got, want) {
+		t.Fatalf("scan found %v, want %v", got, want)
+	}
+	got = pidsOf(procjobs.Scan(rules, procjobs.Scope{Self: self, Exclude: []int{a.Process.Pid}}))
+	if want := []int{b.Process.Pid}; !slices.Equal(got, want) {
+		t.Fatalf("with %d excluded, scan found %v, want %v", a.Process.Pid, got, want)
+	}
+	// Not below PID 1's tree as seen from a process that is not its parent.
+	if got := procjobs.Scan(rules, procjobs.Scope{Self: b.Process.Pid}); len(got) != 0 {
+		t.Fatalf("below the sleeper: found %v, want nothing", got)
+	}
+	p := procjobs.Scan(rules, procjobs.Scope{Self: self})[0]
+	if want := "pid " + strconv.Itoa(a.Process.Pid) + " (sleep 1001 0)"; p.String() != want {
+		t.Errorf("named %q, want %q", p, want)
+	}
+}
+
+// Orphans are the caller's children: here, any child of this test.
+func TestScanOrphansAreChildren(t *testing.T) {
+	a := sleeper(t, "1003")
+	got := procjobs.Scan(procjobs.Rules{Orphans: true}, procjobs.Scope{Self: os.Getpid()})
+	if !slices.Contains(pidsOf(got), a.Process.Pid) {
+		t.Fatalf("scan found %v, want %d among them", got, a.Process.Pid)
+	}
+	for _, p := range got {
+		if !p.Child(os.Getpid()) {
+			t.Errorf("%v is not a child", p)
+		}
+	}
+}
+
+// The caller and its ancestors never count, even when their command lines
+// match: the shell that runs drainit wait holds the expression.
+func TestScanAllSkipsSelfAndAncestors(t *testing.T) {
+	self := os.Getpid()
+	me := regexp.MustCompile(regexp.QuoteMeta(os.Args[0]))
+	got := procjobs.Scan(procjobs.Rules{Match: []*regexp.Regexp{me}}, procjobs.Scope{Self: self, All: true, Ancestors: true})
+	if slices.Contains(pidsOf(got), self) {
+		t.Fatalf("the caller counted itself: %v", got)
+	}
+	a := sleeper(t, "1004")
+	got = procjobs.Scan(procjobs.Rules{Match: []*regexp.Regexp{regexp.MustCompile(`^sleep 1004 `)}}, procjobs.Scope{Self: a.Process.Pid, All: true, Ancestors: true})
+	if len(got) != 0 {
+		t.Fatalf("the sleeper's own scan found %v", got)
+	}
+	got = procjobs.Scan(procjobs.Rules{Match: []*regexp.Regexp{regexp.MustCompile(`^sleep 1004 `)}}, procjobs.Scope{Self: self, All: true})
+	if !slices.Equal(pidsOf(got), []int{a.Process.Pid}) {
+		t.Fatalf("scan of all found %v, want the sleeper", got)
+	}
+}
+
+func TestExitsReportsTheEnd(t *testing.T) {
+	e, err := procjobs.NewExits()
+	if err != nil {
+		t.Skipf("no pidfds here: %v", err)
+	}
+	defer e.Close()
+	a := sleeper(t, "1005")
+	rules := procjobs.Rules{Match: []*regexp.Regexp{regexp.MustCompile(`^sleep 1005 `)}}
+	ps := procjobs.Scan(rules, procjobs.Scope{Self: os.Getpid()})
+	if len(ps) != 1 {
+		t.Fatalf("scan found %v", ps)
+	}
+	if err := e.Watch(ps[0]); err != nil {
+		t.Fatal(err)
+	}
+	a.Process.Kill()
+	select {
+	case pid := <-e.C:
+		if pid != a.Process.Pid {
+			t.Fatalf("exit of %d, want %d", pid, a.Process.Pid)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit reported")
+	}
+	e.Forget(a.Process.Pid)
+	a.Wait()
+
+	// A PID whose process is not the one scanned (another start time) is
+	// an exit already.
+	b := sleeper(t, "1006")
+	ps = procjobs.Scan(procjobs.Rules{Match: []*regexp.Regexp{regexp.MustCompile(`^sleep 1006 `)}}, procjobs.Scope{Self: os.Getpid()})
+	ps[0].Start++
+	if err := e.Watch(ps[0]); err != procjobs.ErrGone {
+		t.Fatalf("watch of a reused PID: %v, want ErrGone", err)
+	}
+	b.Process.Kill()
+	b.Wait()
+	ps[0].Start--
+	if err := e.Watch(ps[0]); err != procjobs.ErrGone {
+		t.Fatalf("watch of an ended process: %v, want ErrGone", err)
+	}
+}
+
+// BenchmarkScan is one /proc scan with 1,000 more processes than the
+// machine runs anyway: as a subreaper (its descendants: every stat read),
+// and as a namespace's init matching command lines (every cmdline read,
+// stat only for the matches). procs is how many /proc held.
+func BenchmarkScan(b *testing.B) {
+	for range 1000 {
+		sleeper(b, "1000")
+	}
+	n := func() float64 {
+		ents, _ := os.ReadDir("/proc")
+		c := 0
+		for _, e := range ents {
+			if _, err := strconv.Atoi(e.Name()); err == nil {
+				c++
+			}
+		}
+		return float64(c)
+	}
+	job := []*regexp.Regexp{regexp.MustCompile(`job\.php`)}
+	for _, tc := range []struct {
+		name  string
+		rules procjobs.Rules
+		scope procjobs.Scope
+	}{
+		{"descendants-job", procjobs.Rules{Match: job}, procjobs.Scope{Self: os.Getpid()}},
+		{"descendants-orphans", procjobs.Rules{Orphans: true}, procjobs.Scope{Self: os.Getpid()}},
+		{"all-job", procjobs.Rules{Match: job}, procjobs.Scope{Self: os.Getpid(), All: true}},
+		{"all-orphans", procjobs.Rules{Orphans: true}, procjobs.Scope{Self: os.Getpid(), All: true}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				procjobs.Scan(tc.rules, tc.scope)
+			}
+			b.ReportMetric(n(), "procs")
+		})
+	}
+}

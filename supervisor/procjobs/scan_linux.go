@@ -1,0 +1,350 @@
+// Package procjobs finds running jobs by their processes rather than by lock
+// files: a process drainit has adopted (what PHP's exec("job &") leaves), or
+// one whose command line matches a rule, as pgrep -f reads it. A lock file
+// the job writes itself misses the job's first moments (PHP's CLI takes
+// 50–300 ms to start) and outlives a crashed job; the process is there from
+// the fork to the exit. Scan reads /proc once; Exits tells, through pidfds,
+// the moment a process found by Scan ends.
+package procjobs
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Rules say which processes are running jobs.
+type Rules struct {
+	// Orphans: every child of Scope.Self that it did not start itself
+	// (the excluded app): processes reparented to it.
+	Orphans bool
+	// Match: a process whose command line, NULs read as spaces, matches
+	// one of these.
+	Match []*regexp.Regexp
+}
+
+// Empty is true when no rule is set: nothing is ever a process job.
+func (r Rules) Empty() bool { return !r.Orphans && len(r.Match) == 0 }
+
+// String is the rules as drainit's first log line shows them.
+func (r Rules) String() string {
+	var s []string
+	if r.Orphans {
+		s = append(s, "orphans")
+	}
+	for _, m := range r.Match {
+		s = append(s, m.String())
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ":")
+}
+
+// Scope says which processes the rules apply to.
+type Scope struct {
+	Self int // the caller, never a job; its children are the orphans
+	// All: every process /proc shows (PID 1 of a namespace, or drainit
+	// wait inside a container), else only Self's descendants.
+	All bool
+	// Ancestors: Self's ancestors are never jobs either (the shell that
+	// runs a preStop hook, whose own command line holds the pattern).
+	Ancestors bool
+	Exclude   []int // never jobs: the app's main process
+}
+
+// Proc is a process that is a running job.
+type Proc struct {
+	PID   int
+	PPID  int
+	Start uint64 // start time in clock ticks after boot; with PID, its identity
+	Cmd   string // its command line, NULs as spaces
+}
+
+// String names the job in logs: pid 123 (php job.php 42).
+func (p Proc) String() string { return fmt.Sprintf("pid %d (%s)", p.PID, short(p.Cmd)) }
+
+// Child tells whether Self is p's parent, so that its exit reaches Self's
+// reaper as a SIGCHLD and needs no pidfd.
+func (p Proc) Child(self int) bool { return p.PPID == self }
+
+// Scan returns the processes that are running jobs right now, by PID. A
+// process that exits while it is read is left out; so are zombies, whose
+// work is done.
+func Scan(r Rules, sc Scope) []Proc {
+	if r.Empty() {
+		return nil
+	}
+	names, err := pids()
+	if err != nil {
+		return nil
+	}
+	skip := map[int]bool{sc.Self: true}
+	for _, p := range sc.Exclude {
+		skip[p] = true
+	}
+	if sc.Ancestors {
+		for _, p := range ancestors(sc.Self) {
+			skip[p] = true
+		}
+	}
+	var buf [4096]byte
+	var out []Proc
+
+	// As the namespace's init with only expressions to match, one read of
+	// each command line decides, and stat is read for the few that match:
+	// half the system calls of the general case.
+	if sc.All && !r.Orphans {
+		for _, pid := range names {
+			if skip[pid] {
+				continue
+			}
+			cmd, ok := cmdline(buf[:], pid)
+			if !ok || !matches(r.Match, cmd) {
+				continue
+			}
+			st, ok := readStat(buf[:], pid)
+			if !ok || st.zombie || st.kernel {
+				continue
+			}
+			out = append(out, Proc{PID: pid, PPID: st.ppid, Start: st.start, Cmd: cmd})
+		}
+		return out
+	}
+
+	stats := make(map[int]stat, len(names))
+	for _, pid := range names {
+		// The tree of descendants needs every process; the namespace's
+		// init only those that can be jobs.
+		if sc.All && skip[pid] {
+			continue
+		}
+		if st, ok := readStat(buf[:], pid); ok {
+			stats[pid] = st
+		}
+	}
+	inCare := func(int) bool { return true }
+	if !sc.All {
+		below := descendants(stats, sc.Self)
+		inCare = func(pid int) bool { return below[pid] }
+	}
+	for _, pid := range names {
+		st, ok := stats[pid]
+		if !ok || skip[pid] || st.zombie || st.kernel || !inCare(pid) {
+			continue
+		}
+		adopted := r.Orphans && st.ppid == sc.Self
+		if !adopted && len(r.Match) == 0 {
+			continue
+		}
+		cmd, ok := cmdline(buf[:], pid)
+		if !ok {
+			continue
+		}
+		if adopted || matches(r.Match, cmd) {
+			if cmd == "" {
+				cmd = "[" + st.comm + "]"
+			}
+			out = append(out, Proc{PID: pid, PPID: st.ppid, Start: st.start, Cmd: cmd})
+		}
+	}
+	return out
+}
+
+func matches(res []*regexp.Regexp, cmd string) bool {
+	for _, re := range res {
+		if re.MatchString(cmd) {
+			return true
+		}
+	}
+	return false
+}
+
+// pids lists /proc's numeric entries in ascending order. It reads the
+// directory entries itself: os.File's Readdirnames would allocate a string
+// for each of them, and the scan right before the stop signal is on the
+// path from the last job's exit to the app's stop.
+func pids() ([]int, error) {
+	fd, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []int
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		// linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+		for b := buf[:n]; len(b) >= 19; {
+			reclen := int(b[16]) | int(b[17])<<8
+			if reclen < 19 || reclen > len(b) {
+				break
+			}
+			name := b[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if pid, ok := atoi(name); ok {
+				out = append(out, pid)
+			}
+			b = b[reclen:]
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// atoi reads a PID, and refuses every other name.
+func atoi(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+type stat struct {
+	comm   string
+	ppid   int
+	start  uint64
+	zombie bool
+	kernel bool
+}
+
+// pfKthread marks a kernel thread in stat's flags; as a subreaper's
+// descendant or in a container's namespace there is none, but a /proc of
+// the host shows them, and they are nobody's job.
+const pfKthread = 0x00200000
+
+// readStat reads /proc/PID/stat into buf; ok is false when the process is
+// gone.
+func readStat(buf []byte, pid int) (stat, bool) {
+	b, ok := readProc(buf, pid, "stat")
+	if !ok {
+		return stat{}, false
+	}
+	// The command name can hold spaces and parentheses; the fields after
+	// its last ')' are fixed: state, ppid, … flags (the 7th), … starttime
+	// (the 20th).
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return stat{}, false
+	}
+	f := bytes.Fields(b[end+1:])
+	if len(f) < 20 {
+		return stat{}, false
+	}
+	ppid, _ := strconv.Atoi(string(f[1]))
+	flags, _ := strconv.ParseUint(string(f[6]), 10, 64)
+	start, _ := strconv.ParseUint(string(f[19]), 10, 64)
+	return stat{
+		comm:   string(b[open+1 : end]),
+		ppid:   ppid,
+		start:  start,
+		zombie: f[0][0] == 'Z' || f[0][0] == 'X',
+		kernel: flags&pfKthread != 0,
+	}, true
+}
+
+// cmdline reads /proc/PID/cmdline as pgrep -f shows it: NULs as spaces.
+// A command line longer than buf is cut; an expression meant to tell jobs
+// apart looks at their start.
+func cmdline(buf []byte, pid int) (string, bool) {
+	b, ok := readProc(buf, pid, "cmdline")
+	if !ok {
+		return "", false
+	}
+	b = bytes.TrimRight(b, "\x00")
+	for i, c := range b {
+		if c == 0 {
+			b[i] = ' '
+		}
+	}
+	return string(b), true
+}
+
+// readProc reads one /proc file in a single read: they are generated whole
+// on open, and one read keeps a scan of a thousand processes cheap.
+func readProc(buf []byte, pid int, name string) ([]byte, bool) {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, false
+		}
+		return buf[:n], true
+	}
+}
+
+// descendants is the set of processes below root.
+func descendants(stats map[int]stat, root int) map[int]bool {
+	kids := map[int][]int{}
+	for pid, st := range stats {
+		kids[st.ppid] = append(kids[st.ppid], pid)
+	}
+	out := map[int]bool{}
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, k := range kids[p] {
+			if !out[k] {
+				out[k] = true
+				queue = append(queue, k)
+			}
+		}
+	}
+	return out
+}
+
+// ancestors lists pid's parent, its parent's parent and so on, up to the
+// one whose parent is outside the namespace (0).
+func ancestors(pid int) []int {
+	var buf [4096]byte
+	var out []int
+	for range 1024 { // a loop in a racing read must not hang
+		st, ok := readStat(buf[:], pid)
+		if !ok || st.ppid <= 0 {
+			break
+		}
+		pid = st.ppid
+		out = append(out, pid)
+	}
+	return out
+}
+
+// short keeps a long command line (a shell script) from filling a log line.
+func short(s string) string {
+	const max = 80
+	if r := []rune(s); len(r) > max {
+		return string(r[:max]) + "…"
+	}
+	return s
+}
