@@ -232,6 +232,7 @@ network_up() {
 	EOF
 }
 
+
 network_down() {
 	local rule
 	while read -r rule; do
@@ -462,6 +463,8 @@ no_taints() {
 	[ -z "$(kc get node "$node" -o 'jsonpath={.spec.taints}')" ]
 }
 
+no_tasks() { [ -z "$(ctr_ tasks ls -q)" ]; }
+
 down() {
 	local c id ids mnt
 	for c in "${components[@]}"; do stop "$c"; done
@@ -471,8 +474,11 @@ down() {
 	if alive containerd; then
 		ids=$(ctr_ tasks ls -q 2>/dev/null || true)
 		for id in $ids; do ctr_ tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
-		for id in $ids; do
-			until_ok 10 "task $id gone" ctr_ tasks delete "$id" || ctr_ tasks delete -f "$id" >/dev/null 2>&1 || true
+		# containerd's CRI deletes a task once it has exited; what is left
+		# after that is deleted here.
+		until_ok 10 "the tasks of killed containers gone" no_tasks || true
+		for id in $(ctr_ tasks ls -q 2>/dev/null || true); do
+			ctr_ tasks delete -f "$id" >/dev/null 2>&1 || true
 		done
 		for id in $(ctr_ containers ls -q 2>/dev/null || true); do
 			ctr_ containers delete "$id" >/dev/null 2>&1 || true

@@ -159,14 +159,15 @@ type ns struct {
 	c    *cluster
 	name string
 
-	mu    sync.Mutex
-	ended map[string]*corev1.ContainerStateTerminated
+	mu      sync.Mutex
+	ended   map[string]*corev1.ContainerStateTerminated
+	history map[string][]string // each watch event of each pod, to tell what went wrong
 }
 
 func (c *cluster) namespace(t *testing.T, prefix string) *ns {
 	t.Helper()
 	ctx := context.Background()
-	n := &ns{c: c, name: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e6), ended: map[string]*corev1.ContainerStateTerminated{}}
+	n := &ns{c: c, name: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e6), ended: map[string]*corev1.ContainerStateTerminated{}, history: map[string][]string{}}
 	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n.name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -191,13 +192,16 @@ func (c *cluster) namespace(t *testing.T, prefix string) *ns {
 			if !ok || ev.Type == watch.Error {
 				continue
 			}
+			n.mu.Lock()
+			h := fmt.Sprintf("%s %s phase=%s deleting=%v", time.Now().Format("15:04:05.000"), ev.Type, p.Status.Phase, p.DeletionTimestamp != nil)
 			for _, s := range p.Status.ContainerStatuses {
+				h += fmt.Sprintf(" %+v", s.State)
 				if s.State.Terminated != nil {
-					n.mu.Lock()
 					n.ended[p.Name] = s.State.Terminated
-					n.mu.Unlock()
 				}
 			}
+			n.history[p.Name] = append(n.history[p.Name], h)
+			n.mu.Unlock()
 		}
 	}()
 	// Each test leaves the node empty for the next: its pods hold CPU
@@ -344,7 +348,10 @@ func (n *ns) terminated(t *testing.T, pod string) *corev1.ContainerStateTerminat
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pod %s: no terminated state seen in its status", pod)
+			n.mu.Lock()
+			h := strings.Join(n.history[pod], "\n")
+			n.mu.Unlock()
+			t.Fatalf("pod %s: no terminated state seen in its status; its watch events:\n%s", pod, h)
 		}
 		time.Sleep(50 * time.Millisecond) // the watch fills it in
 	}
