@@ -119,13 +119,14 @@ deps() {
 # listens on.
 freeports() {
 	local p got=" "
-	while [ $(wc -w <<<"$got") -lt "$1" ]; do
+	while [ "$(wc -w <<<"$got")" -lt "$1" ]; do
 		p=$((20000 + RANDOM % 30000))
 		case "$got" in *" $p "*) continue ;; esac
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			got="$got$p "
 		fi
 	done
+	# shellcheck disable=SC2086 # unquoted: one line, single spaces
 	echo $got
 }
 
@@ -489,8 +490,8 @@ down() {
 	# The kubelet makes its root dir rshared and mounts every pod's volumes
 	# under it; containerd mounts rootfs, shm and netns under its state.
 	# Deepest first, or the parents are busy.
-	for mnt in $(awk -v d="$dir/" 'index($5, d) == 1 { print length($5), $5 }' /proc/self/mountinfo |
-		sort -rn | cut -d' ' -f2-); do
+	awk -v d="$dir/" 'index($5, d) == 1 { print length($5), $5 }' /proc/self/mountinfo |
+		sort -rn | cut -d' ' -f2- | while read -r mnt; do
 		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
 	done
 	network_down
