@@ -19,7 +19,7 @@
 # Debian's packages do most of it (etcd-server, containerd 1.6, runc,
 # containernetworking-plugins, iptables; `up` installs what is missing); the
 # four Kubernetes binaries are built from k8s.io/kubernetes by the module
-# kube/build, in one `go build` (20-40 minutes on 2 cores the first time),
+# kube/build, in one `go build` (15-22 minutes on 2 cores the first time),
 # and cached in ${XDG_CACHE_HOME:-~/.cache}/drainit-kube/KEY, KEY naming the
 # Kubernetes version, the Go version and kube/build/go.sum. A warm `up` takes
 # about 10 s.
@@ -81,7 +81,7 @@ build() {
 	bin=$(bindir)
 	for b in "${bins[@]}"; do [ -x "$bin/$b" ] || missing=1; done
 	if [ $missing = 1 ]; then
-		log "building ${bins[*]} (20-40 min on 2 cores the first time; cached in $bin)"
+		log "building ${bins[*]} (15-22 min on 2 cores the first time; cached in $bin)"
 		rm -rf "$bin.tmp" && mkdir -p "$bin.tmp"
 		# nice: it takes both cores for half an hour on a machine others use.
 		(cd "$hack/kube/build" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags="$(ldflags)" -o "$bin.tmp/" \
