@@ -17,7 +17,7 @@ import (
 
 // apiServer is a stand-in for the Kubernetes API server on 127.0.0.1: it
 // answers every patch of a pod with status and reports what it was sent.
-// The real server is in supervisor/podcost/controlplane.
+// The real server is in hack/kube/e2e/deletioncost.
 type apiServer struct {
 	srv     *httptest.Server
 	kubeDir string // token and ca.crt for drainit's --kube-dir

@@ -1,12 +1,17 @@
-// Package controlplane_test runs drainit --deletion-cost against a real
-// kube-apiserver and kube-controller-manager, started by kube.sh, and checks
+// Package deletioncost_test runs drainit --deletion-cost against a real
+// kube-apiserver and kube-controller-manager, started by
+// hack/local-cluster.sh, and checks
 // what matters: a ReplicaSet scale-down removes the idle pods and keeps the
 // busy ones. Each pod is played by a drainit process with its own lock
 // directory and service-account token.
 //
-// Run it with `./kube.sh test`. Without the control plane (no
+// Its pods are never scheduled (a scheduler name no scheduler answers to),
+// so the node's kubelet leaves them alone and they rank as unassigned
+// pods alike.
+//
+// Run it with `hack/local-cluster.sh test`. Without the cluster (no
 // DRAINIT_KUBE_SERVER) every test skips, or fails under DRAINIT_TEST_STRICT=1.
-package controlplane_test
+package deletioncost_test
 
 import (
 	"bufio"
@@ -40,9 +45,13 @@ import (
 const (
 	annotation = "controller.kubernetes.io/pod-deletion-cost"
 	patience   = 60 * time.Second
+	// The cluster has a scheduler and a kubelet; these tests' pods must
+	// stay unassigned: assigned pods rank above unassigned ones in a
+	// scale-down whatever their cost, and the kubelet would run them.
+	unscheduled = "drainit-test-nobody"
 )
 
-// cluster is the control plane kube.sh started, as its env file describes.
+// cluster is the one local-cluster.sh started, as its env file describes.
 type cluster struct {
 	dir, server, ca, audit string
 	kube                   *kubernetes.Clientset
@@ -57,7 +66,7 @@ func connect(t *testing.T) *cluster {
 		audit:  os.Getenv("DRAINIT_KUBE_AUDIT"),
 	}
 	if c.server == "" {
-		testkit.SkipOrFail(t, "no control plane: run ./kube.sh test (DRAINIT_KUBE_SERVER is not set)")
+		testkit.SkipOrFail(t, "no cluster: run hack/local-cluster.sh test (DRAINIT_KUBE_SERVER is not set)")
 	}
 	kube, err := kubernetes.NewForConfig(&rest.Config{
 		Host:            c.server,
@@ -163,14 +172,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	dir, err := os.MkdirTemp("", "drainit-controlplane")
+	dir, err := os.MkdirTemp("", "drainit-deletioncost")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	drainitBin = filepath.Join(dir, "drainit")
 	build := exec.Command("go", "build", "-o", drainitBin, "./cmd/drainit")
-	build.Dir = "../../.."
+	build.Dir = "../../../.."
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building drainit: %v\n%s", err, out)
@@ -359,9 +368,11 @@ func TestScaleDownKeepsBusyPods(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					ServiceAccountName: "drainit",
-					// Never runs: no scheduler, no kubelet. Pending pods
-					// are ranked by cost like running ones.
-					Containers: []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0"}},
+					// Never runs: no scheduler takes it, no kubelet
+					// sees it. Pending pods are ranked by cost like
+					// running ones.
+					SchedulerName: unscheduled,
+					Containers:    []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0", ImagePullPolicy: corev1.PullNever}},
 				},
 			},
 		},
@@ -552,7 +563,8 @@ func (c *cluster) bare(t *testing.T, ns, name string) {
 		ObjectMeta: meta(name),
 		Spec: corev1.PodSpec{
 			ServiceAccountName: "drainit",
-			Containers:         []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0"}},
+			SchedulerName:      unscheduled,
+			Containers:         []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0", ImagePullPolicy: corev1.PullNever}},
 		},
 	}, metav1.CreateOptions{}))
 }
@@ -613,7 +625,7 @@ func TestFailures(t *testing.T) {
 func TestExampleManifests(t *testing.T) {
 	c := connect(t)
 	_ = c
-	files, err := filepath.Glob("../../../examples/kubernetes/*.yaml")
+	files, err := filepath.Glob("../../../../examples/kubernetes/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,19 @@
-// Tests of podcost against a real Kubernetes control plane, which kube.sh
-// builds (from ./build, a module of its own) and starts. Only tests use
-// this module; drainit never depends on it.
-module github.com/drainit/drainit/supervisor/podcost/controlplane
+// Tests of drainit on a real Kubernetes node, which ../../local-cluster.sh
+// builds (from ../build, a module of its own) and starts: the example's pods
+// stopped by the kubelet (this package), and --deletion-cost against the
+// real API server (./deletioncost). Only tests use this module; drainit
+// never depends on it.
+module github.com/drainit/drainit/hack/kube/e2e
 
 go 1.26.8
 
 require (
 	github.com/drainit/drainit v0.0.0
+	golang.org/x/sys v0.50.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
@@ -37,12 +41,13 @@ require (
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
 	github.com/modern-go/reflect2 v1.0.3-0.20250322232337-35a7c28c31ee // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
+	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	go.yaml.in/yaml/v3 v3.0.4 // indirect
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/term v0.45.0 // indirect
 	golang.org/x/text v0.40.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
@@ -55,7 +60,6 @@ require (
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
-	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
 replace github.com/drainit/drainit => ../../..
