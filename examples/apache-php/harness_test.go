@@ -54,10 +54,17 @@ var buildImage = sync.OnceValue(func() error {
 			return fmt.Errorf("making the build context: %v", err)
 		}
 	}
+	old, _ := exec.Command("docker", "image", "inspect", "-f", "{{.Id}}", Image).Output()
 	args = append([]string{"build", "-q", "-f", "../../Dockerfile.example", "-t", Image}, args...)
 	build := exec.Command("docker", append(args, ctx)...)
-	if out, err := build.CombinedOutput(); err != nil {
+	out, err = build.CombinedOutput()
+	if err != nil {
 		return fmt.Errorf("docker %s: %v\n%s", strings.Join(build.Args[1:], " "), err, out)
+	}
+	// The image the tag named before, left untagged by this build, would
+	// otherwise pile up run after run. One still in use stays (rmi fails).
+	if id := strings.TrimSpace(string(old)); id != "" && id != strings.TrimSpace(string(out)) {
+		exec.Command("docker", "rmi", id).Run()
 	}
 	return nil
 })
