@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,31 +76,9 @@ func jobExitOnce(c *config, kind string) (time.Duration, error) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
-	lines := make(chan string, 8)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			l := sc.Text()
-			if l == "ready" || l == "job" || strings.HasPrefix(l, "stop ") || strings.Contains(l, " draining by=") {
-				lines <- l
-			}
-		}
-	}()
-	next := func(prefix string) (string, error) {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				return "", fmt.Errorf("drainit's output ended before %q", prefix)
-			}
-			if !strings.HasPrefix(l, prefix) {
-				return "", fmt.Errorf("got %q, want %q", l, prefix)
-			}
-			return l, nil
-		case <-time.After(30 * time.Second):
-			return "", fmt.Errorf("no %q line within 30s", prefix)
-		}
-	}
+	next := expectLines(r, func(l string) bool {
+		return l == "ready" || l == "job" || strings.HasPrefix(l, "stop ") || strings.Contains(l, " draining by=")
+	})
 	// "ready" and "job" come in either order.
 	for range 2 {
 		if _, err := next(""); err != nil {
@@ -147,9 +123,11 @@ func jobExitOnce(c *config, kind string) (time.Duration, error) {
 	if err := cmd.Wait(); err != nil {
 		return 0, fmt.Errorf("drainit: %w", err)
 	}
-	for range lines {
+	for { // to the end of the output, which drainit's exit closes
+		if _, err := next(""); err != nil {
+			break
+		}
 	}
-	_, _ = io.Copy(io.Discard, r)
 	return time.Duration(at - exited), nil
 }
 

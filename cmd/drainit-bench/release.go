@@ -92,33 +92,10 @@ func drainOnce(c *config, pattern string, locks []string) (time.Duration, int64,
 		cmd.Wait()
 	}()
 
-	// Only the lines waited for are passed on; 10,000 "released" lines are
-	// read and dropped, so drainit never blocks on a full pipe.
-	lines := make(chan string, 4)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			l := sc.Text()
-			if l == "ready" || strings.HasPrefix(l, "stop ") || strings.Contains(l, " draining by=") {
-				lines <- l
-			}
-		}
-	}()
-	next := func(prefix string) (string, error) {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				return "", fmt.Errorf("drainit's output ended before %q", prefix)
-			}
-			if !strings.HasPrefix(l, prefix) {
-				return "", fmt.Errorf("got %q, want %q", l, prefix)
-			}
-			return l, nil
-		case <-time.After(30 * time.Second):
-			return "", fmt.Errorf("no %q line within 30s", prefix)
-		}
-	}
+	// 10,000 "released" lines are read and dropped.
+	next := expectLines(r, func(l string) bool {
+		return l == "ready" || strings.HasPrefix(l, "stop ") || strings.Contains(l, " draining by=")
+	})
 	if _, err := next("ready"); err != nil {
 		return 0, 0, err
 	}
@@ -152,8 +129,40 @@ func drainOnce(c *config, pattern string, locks []string) (time.Duration, int64,
 	if err := cmd.Wait(); err != nil {
 		return 0, 0, fmt.Errorf("drainit: %w", err)
 	}
-	for range lines {
+	for { // to the end of the output, which drainit's exit closes
+		if _, err := next(""); err != nil {
+			break
+		}
 	}
-	_, _ = io.Copy(io.Discard, r)
 	return time.Duration(at - last), hwm << 10, nil
+}
+
+// expectLines reads r in the background and passes on only the lines that
+// keep accepts, so that drainit never blocks on a full pipe however much it
+// logs. next returns the next kept line, which must start with prefix.
+func expectLines(r io.Reader, keep func(string) bool) (next func(prefix string) (string, error)) {
+	lines := make(chan string, 8)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if l := sc.Text(); keep(l) {
+				lines <- l
+			}
+		}
+	}()
+	return func(prefix string) (string, error) {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return "", fmt.Errorf("drainit's output ended before %q", prefix)
+			}
+			if !strings.HasPrefix(l, prefix) {
+				return "", fmt.Errorf("got %q, want %q", l, prefix)
+			}
+			return l, nil
+		case <-time.After(30 * time.Second):
+			return "", fmt.Errorf("no %q line within 30s", prefix)
+		}
+	}
 }
