@@ -4,7 +4,7 @@
 //	drainit [flags] [--] COMMAND [ARG...]     run COMMAND as the app
 //	drainit wait [flags]                      block until no lock is held and no job runs (a preStop hook)
 //	drainit lock [flags] PATH -- COMMAND...   run COMMAND while holding lock file PATH
-//	drainit version
+//	drainit version                           (also drainit --version)
 //
 // Every flag can also be set by its environment variable; a flag on the
 // command line beats its variable. Lists in variables are ':'-separated.
@@ -87,7 +87,9 @@ func main() {
 func dispatch(args []string, caught *signals.Caught) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "version":
+		case "version", "--version":
+			// --version is the spelling every other tool answers to; it
+			// only counts as the first argument, like the subcommands.
 			fmt.Println("drainit", buildVersion())
 			return 0
 		case "wait":
