@@ -76,7 +76,9 @@ func (s *state) rescanProcs(now time.Time, logNew bool) int {
 		s.procs[p.PID] = p
 		added++
 		if logNew {
-			s.log.Info("new job while draining", "job", p.String())
+			s.dlog.started(p.String(), now, "new job while draining", "job", p.String())
+		} else {
+			s.dlog.hold(p.String(), now)
 		}
 	}
 	for pid, p := range s.procs {
@@ -100,7 +102,8 @@ func (s *state) endProc(p procjobs.Proc) {
 	if s.exits != nil {
 		s.exits.Forget(p.PID)
 	}
-	s.log.Info(fmt.Sprintf("job %s ended, %d left", p, len(s.held)+len(s.procs)))
+	left := len(s.held) + len(s.procs)
+	s.dlog.ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
 }
 
 // procNames names the held process jobs, by PID.

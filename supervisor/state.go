@@ -89,6 +89,7 @@ type state struct {
 	delayEnd     time.Time             // --delay
 	budgetEnd    time.Time             // t0 + grace - margin
 	nextProgress time.Time
+	dlog         *drainLog // what the drain's log says and when; nil before it
 	aliveAt      time.Time // the last time alone was asked during this drain
 	saidOutside  bool      // the subreaper has said why it still waits
 
@@ -259,10 +260,14 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 	s.drainEnd = now.Add(s.cfg.Grace - s.cfg.StopTimeout - margin)
 	s.delayEnd = now.Add(s.cfg.Delay)
 	s.nextProgress = now.Add(progressEvery)
+	s.dlog = newDrainLog(s.log)
 
 	if len(s.cfg.Locks) > 0 {
 		s.held = s.startWatcher()
 		s.scanned = s.held != nil
+		for _, p := range s.held {
+			s.dlog.hold(p, now)
+		}
 	} else {
 		s.scanned = true
 	}
@@ -347,26 +352,21 @@ func (s *state) onLocks(held []string) {
 	}
 	s.scanned = true
 	released, added := diff(s.held, held)
-	logChanges(s.log, released, added, len(held))
+	s.logChanges(released, added, time.Now())
 	s.held = held
 }
 
-// maxChangeLines bounds the lines one snapshot can log: a burst of
-// thousands of files must not flood kubectl logs (or slow the drain down).
-const maxChangeLines = 10
-
-// logChanges logs each release and each new lock, or a count of them when
-// a snapshot brings more than maxChangeLines.
-func logChanges(log *slog.Logger, released, added []string, left int) {
-	if len(released)+len(added) > maxChangeLines {
-		log.Info(fmt.Sprintf("%d locks released, %d new, %d left", len(released), len(added), left))
-		return
-	}
-	for _, p := range released {
-		log.Info(fmt.Sprintf("released %s, %d left", p, left))
-	}
+// logChanges passes a snapshot's changes to the drain's log, the new
+// locks first, so that each release says how many are left after it and
+// only the last of a snapshot that empties the drain says 0.
+func (s *state) logChanges(released, added []string, now time.Time) {
 	for _, p := range added {
-		log.Info("new lock while draining", "path", p)
+		s.dlog.started(p, now, "new lock while draining", "path", p)
+	}
+	left := len(s.held) + len(added) + len(s.procs)
+	for _, p := range released {
+		left--
+		s.dlog.ended(p, left, func() string { return fmt.Sprintf("released %s, %d left", p, left) })
 	}
 }
 
@@ -425,11 +425,12 @@ func (s *state) advance(now time.Time) {
 		}
 		switch {
 		case s.scanned && len(s.held) == 0 && len(s.procs) == 0 && !now.Before(s.delayEnd) && s.noNewProcs(now):
+			s.dlog.allDone()
 			s.endDrain(now)
 		case s.nobodyLeft(now):
 			if len(s.held) > 0 {
 				s.log.Warn(fmt.Sprintf("the app has exited and no process is left that could release %s: %s; ending the drain now",
-					plural(len(s.held), "lock", "locks"), strings.Join(s.held, ", ")))
+					plural(len(s.held), "lock", "locks"), s.dlog.named(s.held)))
 			}
 			s.endDrain(now)
 		case !now.Before(s.drainEnd):
@@ -445,11 +446,11 @@ func (s *state) advance(now time.Time) {
 				then = "the app has exited: ending the processes it left behind"
 			}
 			count, names := s.heldText()
-			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, strings.Join(names, ", "), then))
+			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, s.dlog.named(names), then))
 			s.warnOrphanTrap()
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):
-			s.log.Info("draining", append(s.heldAttrs(), "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))...)
+			s.dlog.progress(now, s.heldCounts(), now.Sub(s.t0).Round(time.Second), left(s.drainEnd, now))
 			s.nextProgress = now.Add(progressEvery)
 		}
 	}
@@ -611,6 +612,16 @@ func (s *state) heldAttrs() []any {
 	a := []any{"locks", summary(s.held)}
 	if s.procs != nil {
 		a = append(a, "jobs", summary(s.procNames()))
+	}
+	return a
+}
+
+// heldCounts is how many locks and process jobs are held, as log
+// attributes; jobs only when rules for them are set.
+func (s *state) heldCounts() []any {
+	a := []any{"locks", len(s.held)}
+	if s.procs != nil {
+		a = append(a, "jobs", len(s.procs))
 	}
 	return a
 }

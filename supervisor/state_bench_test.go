@@ -27,6 +27,7 @@ func benchState(b *testing.B) *state {
 	s := testState(Config{Locks: []string{"/app/lock/*/*.lock"}})
 	s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s.phase = draining
+	s.dlog = newDrainLog(s.log)
 	return s
 }
 
