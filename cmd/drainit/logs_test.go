@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -90,4 +92,52 @@ func TestDrainLogsUnderChurn(t *testing.T) {
 	if !strings.Contains(out, "counting them in the progress line") {
 		t.Error("no line says that events are being counted")
 	}
+}
+
+// BenchmarkDrainLinesUnderChurn counts the lines drainit writes, at info
+// (its default), from its start to its exit, for one drain held open by
+// one lock while 600 short jobs come and go over 2 s, each holding its
+// lock file for 20 ms: 1,200 lock events. cmd/drainit-bench's churn step
+// measures the same beside another build (-baseline).
+//
+//	go test ./cmd/drainit -run XXX -bench DrainLinesUnderChurn -benchtime 3x
+func BenchmarkDrainLinesUnderChurn(b *testing.B) {
+	dir := b.TempDir()
+	hold := dir + "/hold.lock"
+	var lines []int64
+	for b.Loop() {
+		if err := os.WriteFile(hold, nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		r := launchDrainit(b, mode{}, "--lock", dir+"/*.lock")
+		r.drain(b)
+		shortJobs(dir, 600, 2*time.Second)
+		if err := os.Remove(hold); err != nil {
+			b.Fatal(err)
+		}
+		r.stopAt(b)
+		r.end(b)
+		lines = append(lines, r.logged.Load())
+	}
+	slices.Sort(lines)
+	b.ReportMetric(float64(lines[(len(lines)-1)/2]), "lines/drain")
+}
+
+// shortJobs starts n jobs evenly over d, each holding a lock file in dir
+// for 20 ms, and returns once the last has removed it.
+func shortJobs(dir string, n int, d time.Duration) {
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range n {
+		time.Sleep(time.Until(t0.Add(d * time.Duration(i) / time.Duration(n)))) // the app's pace
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := fmt.Sprintf("%s/job-%d.lock", dir, i)
+			os.WriteFile(p, nil, 0o644)
+			time.Sleep(20 * time.Millisecond) // the job's work
+			os.Remove(p)
+		}()
+	}
+	wg.Wait()
 }
