@@ -29,12 +29,14 @@ func churnLines(c *config, t *table) error {
 	for _, kind := range []string{"short", "heavy"} {
 		lines := make([][]int, len(bins))
 		events := make([][]int, len(bins))
+		cpu := make([][]time.Duration, len(bins))
 		for range c.churnRuns {
 			for i, b := range bins {
-				n, ev, err := churnOnce(c, b.path, kind)
+				n, ev, used, err := churnOnce(c, b.path, kind)
 				if err != nil {
 					return err
 				}
+				cpu[i] = append(cpu[i], used)
 				lines[i] = append(lines[i], n)
 				events[i] = append(events[i], ev)
 			}
@@ -50,36 +52,38 @@ func churnLines(c *config, t *table) error {
 			row := fmt.Sprintf("log lines per drain, %s, median%s", what, b.suffix)
 			m := medianInt(lines[i])
 			t.set(row, colDrainit, float64(m), thousands(m))
+			t.setDur(fmt.Sprintf("drainit's CPU time per drain, %s, median%s", what, b.suffix), colDrainit, median(cpu[i]))
 		}
 	}
 	return nil
 }
 
 // churnOnce runs one drain under churn and returns how many lines drainit
-// wrote from its start to its exit, and how many lock events were made.
-func churnOnce(c *config, bin, kind string) (lines, events int, err error) {
+// wrote from its start to its exit, how many lock events were made, and
+// the CPU time drainit used (user and system, its reaped app included).
+func churnOnce(c *config, bin, kind string) (lines, events int, cpu time.Duration, err error) {
 	dir, err := os.MkdirTemp(c.work, "churn")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer os.RemoveAll(dir)
 	hold := filepath.Join(dir, "hold.lock")
 	if err := os.WriteFile(hold, nil, 0o644); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	cmd := exec.Command(bin, "--lock", dir+"/*.lock", "--grace", "5m", "--", c.self)
 	cmd.Env = append(os.Environ(), roleEnv+"=stamp")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := start(cmd); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	w.Close()
 	defer func() {
@@ -117,13 +121,13 @@ func churnOnce(c *config, bin, kind string) (lines, events int, err error) {
 		}
 	}
 	if err := next("ready"); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if err := next("drainit"); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if kind == "heavy" {
 		events = heavyChurn(dir, c.churnFor)
@@ -131,17 +135,19 @@ func churnOnce(c *config, bin, kind string) (lines, events int, err error) {
 		events = shortJobs(dir, c.churnJobs, c.churnFor)
 	}
 	if err := os.Remove(hold); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if err := next("stop "); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
-		return 0, 0, fmt.Errorf("drainit: %w", err)
+		return 0, 0, 0, fmt.Errorf("drainit: %w", err)
 	}
 	<-eof
-	return int(count.Load()), events, nil
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return int(count.Load()), events, cpu, nil
 }
 
 // shortJobs starts n jobs evenly over d, each holding its lock file for
