@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -48,25 +49,27 @@ type drainLog struct {
 
 	finished, added int // since the last progress line
 
-	// since is when each held job was first seen: its key (a lock's path,
-	// a process job's name) to the time; those held when the drain
-	// started count from its start.
+	// since is when each job that appeared during the drain was first
+	// seen, by key (a lock's path, a process job's name); one not in it
+	// has been held since t0, the drain's start. So 10,000 locks held at
+	// the start cost no memory here.
 	since map[string]time.Time
+	t0    time.Time
 
 	last      string // the latest "…, 0 left" line, or ""
 	lastShown bool   // it was logged at info
 }
 
-func newDrainLog(log *slog.Logger) *drainLog {
-	return &drainLog{log: log, budget: eventLines, since: map[string]time.Time{}}
+func newDrainLog(log *slog.Logger, t0 time.Time) *drainLog {
+	return &drainLog{log: log, budget: eventLines, since: map[string]time.Time{}, t0: t0}
 }
 
-// hold notes a job as held from now on, without a line: those found when
-// the drain starts, which its first line names.
-func (d *drainLog) hold(key string, now time.Time) {
-	if _, ok := d.since[key]; !ok {
-		d.since[key] = now
+// at is when the job named key was first seen.
+func (d *drainLog) at(key string) time.Time {
+	if t, ok := d.since[key]; ok {
+		return t
 	}
+	return d.t0
 }
 
 // ended is a job's end: a lock released, a process job gone; left is
@@ -93,7 +96,7 @@ func (d *drainLog) ended(key string, left int, line func() string) {
 
 // started is a job that appeared while draining: msg and its attributes.
 func (d *drainLog) started(key string, now time.Time, msg string, args ...any) {
-	d.hold(key, now)
+	d.since[key] = now
 	d.added++
 	d.last, d.lastShown = "", false
 	d.log.Log(context.Background(), d.level(), msg, args...)
@@ -123,12 +126,12 @@ func (d *drainLog) allDone() {
 	}
 }
 
-// progress logs the progress line: held is what heldCounts gives, then
-// the oldest jobs with their age, the events since the last line, the
-// time spent and left. It starts the next interval.
-func (d *drainLog) progress(now time.Time, held []any, spent, left time.Duration) {
-	args := append([]any{}, held...)
-	if old := d.oldest(now, oldestShown); old != "" {
+// progress logs the progress line: counts is what heldCounts gives, then
+// the oldest of names (every job held) with their age, the events since
+// the last line, the time spent and left. It starts the next interval.
+func (d *drainLog) progress(now time.Time, counts []any, names []string, spent, left time.Duration) {
+	args := append([]any{}, counts...)
+	if old := d.oldest(now, names, oldestShown); old != "" {
 		args = append(args, "oldest", old)
 	}
 	if d.finished > 0 {
@@ -147,23 +150,19 @@ func (d *drainLog) progress(now time.Time, held []any, spent, left time.Duration
 	d.events, d.emptied = 0, false
 }
 
-// oldest names the n jobs held longest with their age, "a 12s, b 3s".
-func (d *drainLog) oldest(now time.Time, n int) string {
+// oldest names the n of names held longest, with their age: "a 12s, b
+// 3s". Among jobs seen at the same moment, the order of names holds.
+func (d *drainLog) oldest(now time.Time, names []string, n int) string {
 	type job struct {
-		key string
-		at  time.Time
+		name string
+		at   time.Time
 	}
-	var top []job // kept sorted, at most n: one pass over every held job
-	for k, at := range d.since {
-		j := job{k, at}
-		i, _ := slices.BinarySearchFunc(top, j, func(a, b job) int {
-			if c := a.at.Compare(b.at); c != 0 {
-				return c
-			}
-			return strings.Compare(a.key, b.key)
-		})
+	var top []job // sorted, at most n: one pass over every held job
+	for _, name := range names {
+		at := d.at(name)
+		i := sort.Search(len(top), func(i int) bool { return top[i].at.After(at) })
 		if i < n {
-			top = slices.Insert(top, i, j)
+			top = slices.Insert(top, i, job{name, at})
 			if len(top) > n {
 				top = top[:n]
 			}
@@ -171,7 +170,7 @@ func (d *drainLog) oldest(now time.Time, n int) string {
 	}
 	parts := make([]string, len(top))
 	for i, j := range top {
-		parts[i] = fmt.Sprintf("%s %v", j.key, now.Sub(j.at).Round(time.Second))
+		parts[i] = fmt.Sprintf("%s %v", j.name, now.Sub(j.at).Round(time.Second))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -182,14 +181,7 @@ func (d *drainLog) oldest(now time.Time, n int) string {
 func (d *drainLog) named(names []string) string {
 	if d != nil {
 		names = slices.Clone(names)
-		slices.SortStableFunc(names, func(a, b string) int {
-			ta, oka := d.since[a]
-			tb, okb := d.since[b]
-			if !oka || !okb {
-				return 0
-			}
-			return ta.Compare(tb)
-		})
+		slices.SortStableFunc(names, func(a, b string) int { return d.at(a).Compare(d.at(b)) })
 	}
 	if len(names) <= namedAtDeadline {
 		return strings.Join(names, ", ")

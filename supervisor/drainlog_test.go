@@ -26,11 +26,8 @@ func drainingState(log *slog.Logger, t0 time.Time, held []string) *state {
 	s.log = log
 	s.phase, s.t0, s.scanned = draining, t0, true
 	s.drainEnd, s.budgetEnd = t0.Add(time.Hour), t0.Add(time.Hour)
-	s.dlog = newDrainLog(log)
+	s.dlog = newDrainLog(log, t0)
 	s.held = held
-	for _, p := range held {
-		s.dlog.hold(p, t0)
-	}
 	return s
 }
 
@@ -200,5 +197,25 @@ func TestDrainLogBudgetPerInterval(t *testing.T) {
 	release("/e")
 	if !strings.Contains(buf.String(), "released /e, 1 left") {
 		t.Fatalf("a release after the drain calmed down is not at info:\n%s", buf)
+	}
+}
+
+// The progress line names the jobs held longest: those there when the
+// drain started, in their order, then the others by when they came.
+func TestDrainLogOldest(t *testing.T) {
+	log, buf := logTo(slog.LevelInfo)
+	t0 := time.Now()
+	s := drainingState(log, t0, []string{"/l/b.lock", "/l/c.lock"})
+	s.dlog.started("/l/z.lock", t0.Add(2*time.Second), "new")
+	s.dlog.started("/l/a.lock", t0.Add(3*time.Second), "new")
+	s.held = []string{"/l/a.lock", "/l/b.lock", "/l/c.lock", "/l/z.lock"}
+	s.advance(t0.Add(progressEvery))
+	if want := `oldest="/l/b.lock 5s, /l/c.lock 5s, /l/z.lock 3s" new=2 spent=5s`; !strings.Contains(buf.String(), want) {
+		t.Errorf("no %q in:\n%s", want, buf)
+	}
+	s.held = []string{"/l/a.lock", "/l/z.lock"}
+	s.advance(t0.Add(2 * progressEvery))
+	if want := `oldest="/l/z.lock 8s, /l/a.lock 7s" spent=10s`; !strings.Contains(buf.String(), want) {
+		t.Errorf("no %q in:\n%s", want, buf)
 	}
 }

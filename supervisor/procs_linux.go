@@ -77,8 +77,6 @@ func (s *state) rescanProcs(now time.Time, logNew bool) int {
 		added++
 		if logNew {
 			s.dlog.started(p.String(), now, "new job while draining", "job", p.String())
-		} else {
-			s.dlog.hold(p.String(), now)
 		}
 	}
 	for pid, p := range s.procs {

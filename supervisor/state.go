@@ -260,14 +260,11 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 	s.drainEnd = now.Add(s.cfg.Grace - s.cfg.StopTimeout - margin)
 	s.delayEnd = now.Add(s.cfg.Delay)
 	s.nextProgress = now.Add(progressEvery)
-	s.dlog = newDrainLog(s.log)
+	s.dlog = newDrainLog(s.log, now)
 
 	if len(s.cfg.Locks) > 0 {
 		s.held = s.startWatcher()
 		s.scanned = s.held != nil
-		for _, p := range s.held {
-			s.dlog.hold(p, now)
-		}
 	} else {
 		s.scanned = true
 	}
@@ -450,7 +447,8 @@ func (s *state) advance(now time.Time) {
 			s.warnOrphanTrap()
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):
-			s.dlog.progress(now, s.heldCounts(), now.Sub(s.t0).Round(time.Second), left(s.drainEnd, now))
+			_, names := s.heldText()
+			s.dlog.progress(now, s.heldCounts(), names, now.Sub(s.t0).Round(time.Second), left(s.drainEnd, now))
 			s.nextProgress = now.Add(progressEvery)
 		}
 	}

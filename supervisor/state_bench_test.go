@@ -27,7 +27,7 @@ func benchState(b *testing.B) *state {
 	s := testState(Config{Locks: []string{"/app/lock/*/*.lock"}})
 	s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s.phase = draining
-	s.dlog = newDrainLog(s.log)
+	s.dlog = newDrainLog(s.log, time.Now())
 	return s
 }
 
