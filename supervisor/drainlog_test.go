@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drainit/drainit/supervisor/internal/drainlog"
 )
 
 // logTo returns a logger writing slog's text lines at level into a buffer.
@@ -26,7 +28,7 @@ func drainingState(log *slog.Logger, t0 time.Time, held []string) *state {
 	s.log = log
 	s.phase, s.t0, s.scanned = draining, t0, true
 	s.drainEnd, s.budgetEnd = t0.Add(time.Hour), t0.Add(time.Hour)
-	s.dlog = newDrainLog(log, t0)
+	s.dlog = drainlog.New(log, t0, progressEvery)
 	s.held = held
 	return s
 }
@@ -48,7 +50,7 @@ func TestDrainLogFewEvents(t *testing.T) {
 			t.Errorf("line %d: %s, want %q", i, got[i], w)
 		}
 	}
-	s.dlog.allDone()
+	s.dlog.AllDone()
 	if n := len(lines(buf)); n != 3 {
 		t.Errorf("allDone repeated a last release already logged:\n%s", buf)
 	}
@@ -93,7 +95,7 @@ func TestDrainLogChurn(t *testing.T) {
 			}
 			// 5 events + "counting" + 3 progress lines + the last release
 			// + "drain done" + "stopping the app".
-			if n := len(lines(buf)); n > eventLines+1+3+1+2 {
+			if n := len(lines(buf)); n > drainlog.EventLines+1+3+1+2 {
 				t.Errorf("%d info lines for %d events in 3 intervals:\n%s", n, 6*perInterval, out)
 			}
 			for _, want := range []string{
@@ -139,7 +141,7 @@ func TestDrainLogLastReleaseNamed(t *testing.T) {
 }
 
 // The deadline's loud line names the longest held first, at most
-// namedAtDeadline of them, and counts the rest; debug has them all.
+// drainlog.Named of them, and counts the rest; debug has them all.
 func TestDrainDeadlineNamesABoundedList(t *testing.T) {
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
 		t.Run(level.String(), func(t *testing.T) {
@@ -153,7 +155,6 @@ func TestDrainDeadlineNamesABoundedList(t *testing.T) {
 				held = append(held, fmt.Sprintf("/app/lock/a-%02d.lock", i))
 			}
 			held = append(held, "/app/lock/old.lock")
-			s.dlog.budget = 0 // the 30 new ones are not the point
 			s.onLocks(held)
 			s.advance(t0.Add(19 * time.Second))
 			out := buf.String()
@@ -206,8 +207,8 @@ func TestDrainLogOldest(t *testing.T) {
 	log, buf := logTo(slog.LevelInfo)
 	t0 := time.Now()
 	s := drainingState(log, t0, []string{"/l/b.lock", "/l/c.lock"})
-	s.dlog.started("/l/z.lock", t0.Add(2*time.Second), "new")
-	s.dlog.started("/l/a.lock", t0.Add(3*time.Second), "new")
+	s.dlog.Started("/l/z.lock", t0.Add(2*time.Second), "new")
+	s.dlog.Started("/l/a.lock", t0.Add(3*time.Second), "new")
 	s.held = []string{"/l/a.lock", "/l/b.lock", "/l/c.lock", "/l/z.lock"}
 	s.advance(t0.Add(progressEvery))
 	if want := `oldest="/l/b.lock 5s, /l/c.lock 5s, /l/z.lock 3s" new=2 spent=5s`; !strings.Contains(buf.String(), want) {

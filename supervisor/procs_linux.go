@@ -76,7 +76,7 @@ func (s *state) rescanProcs(now time.Time, logNew bool) int {
 		s.procs[p.PID] = p
 		added++
 		if logNew {
-			s.dlog.started(p.String(), now, "new job while draining", "job", p.String())
+			s.dlog.Started(p.String(), now, "new job while draining", "job", p.String())
 		}
 	}
 	for pid, p := range s.procs {
@@ -101,7 +101,7 @@ func (s *state) endProc(p procjobs.Proc) {
 		s.exits.Forget(p.PID)
 	}
 	left := len(s.held) + len(s.procs)
-	s.dlog.ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
+	s.dlog.Ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
 }
 
 // procNames names the held process jobs, by PID.

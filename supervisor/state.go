@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/drainit/drainit/signals"
+	"github.com/drainit/drainit/supervisor/internal/drainlog"
 	"github.com/drainit/drainit/supervisor/lockwatch"
 	"github.com/drainit/drainit/supervisor/procjobs"
 )
@@ -89,9 +90,9 @@ type state struct {
 	delayEnd     time.Time             // --delay
 	budgetEnd    time.Time             // t0 + grace - margin
 	nextProgress time.Time
-	dlog         *drainLog // what the drain's log says and when; nil before it
-	aliveAt      time.Time // the last time alone was asked during this drain
-	saidOutside  bool      // the subreaper has said why it still waits
+	dlog         *drainlog.Log // what the drain's log says and when; nil before it
+	aliveAt      time.Time     // the last time alone was asked during this drain
+	saidOutside  bool          // the subreaper has said why it still waits
 
 	appKillAt   time.Time // zero until the app has its stop signal
 	appKilled   time.Time // when the app got SIGKILL
@@ -260,7 +261,7 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 	s.drainEnd = now.Add(s.cfg.Grace - s.cfg.StopTimeout - margin)
 	s.delayEnd = now.Add(s.cfg.Delay)
 	s.nextProgress = now.Add(progressEvery)
-	s.dlog = newDrainLog(s.log, now)
+	s.dlog = drainlog.New(s.log, now, progressEvery)
 
 	if len(s.cfg.Locks) > 0 {
 		s.held = s.startWatcher()
@@ -348,7 +349,7 @@ func (s *state) onLocks(held []string) {
 		return
 	}
 	s.scanned = true
-	released, added := diff(s.held, held)
+	released, added := drainlog.Diff(s.held, held)
 	s.logChanges(released, added, time.Now())
 	s.held = held
 }
@@ -358,32 +359,13 @@ func (s *state) onLocks(held []string) {
 // only the last of a snapshot that empties the drain says 0.
 func (s *state) logChanges(released, added []string, now time.Time) {
 	for _, p := range added {
-		s.dlog.started(p, now, "new lock while draining", "path", p)
+		s.dlog.Started(p, now, "new lock while draining", "path", p)
 	}
 	left := len(s.held) + len(added) + len(s.procs)
 	for _, p := range released {
 		left--
-		s.dlog.ended(p, left, func() string { return fmt.Sprintf("released %s, %d left", p, left) })
+		s.dlog.Ended(p, left, func() string { return fmt.Sprintf("released %s, %d left", p, left) })
 	}
-}
-
-// diff compares two sorted snapshots in one pass.
-func diff(old, now []string) (released, added []string) {
-	i, j := 0, 0
-	for i < len(old) || j < len(now) {
-		switch {
-		case j == len(now) || (i < len(old) && old[i] < now[j]):
-			released = append(released, old[i])
-			i++
-		case i == len(old) || now[j] < old[i]:
-			added = append(added, now[j])
-			j++
-		default:
-			i++
-			j++
-		}
-	}
-	return released, added
 }
 
 // endDrain sends the stop signal: the drain is over, whatever ended it.
@@ -422,12 +404,12 @@ func (s *state) advance(now time.Time) {
 		}
 		switch {
 		case s.scanned && len(s.held) == 0 && len(s.procs) == 0 && !now.Before(s.delayEnd) && s.noNewProcs(now):
-			s.dlog.allDone()
+			s.dlog.AllDone()
 			s.endDrain(now)
 		case s.nobodyLeft(now):
 			if len(s.held) > 0 {
 				s.log.Warn(fmt.Sprintf("the app has exited and no process is left that could release %s: %s; ending the drain now",
-					plural(len(s.held), "lock", "locks"), s.dlog.named(s.held)))
+					plural(len(s.held), "lock", "locks"), s.dlog.Names(s.held)))
 			}
 			s.endDrain(now)
 		case !now.Before(s.drainEnd):
@@ -443,12 +425,12 @@ func (s *state) advance(now time.Time) {
 				then = "the app has exited: ending the processes it left behind"
 			}
 			count, names := s.heldText()
-			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, s.dlog.named(names), then))
+			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, s.dlog.Names(names), then))
 			s.warnOrphanTrap()
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):
 			_, names := s.heldText()
-			s.dlog.progress(now, s.heldCounts(), names, now.Sub(s.t0).Round(time.Second), left(s.drainEnd, now))
+			s.dlog.Progress(now, "draining", s.heldCounts(), names, "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))
 			s.nextProgress = now.Add(progressEvery)
 		}
 	}

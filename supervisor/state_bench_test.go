@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drainit/drainit/supervisor/internal/drainlog"
 )
 
 // locks returns n sorted lock paths over 100 directories, as the watcher's
@@ -27,7 +29,7 @@ func benchState(b *testing.B) *state {
 	s := testState(Config{Locks: []string{"/app/lock/*/*.lock"}})
 	s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s.phase = draining
-	s.dlog = newDrainLog(s.log, time.Now())
+	s.dlog = drainlog.New(s.log, time.Now(), progressEvery)
 	return s
 }
 
