@@ -40,7 +40,9 @@ func TestDrainLogsUnderChurn(t *testing.T) {
 	p.waitLine(`draining by=SIGTERM locks="1 \(`+regexp.QuoteMeta(hold)+`\)" jobs=`, long)
 	p.waitLine(`^churn done \d+$`, 3*time.Minute)
 	os.Remove(hold)
-	p.waitLine(`released `+regexp.QuoteMeta(hold)+`, 0 left$`, long)
+	// The last of the snapshot that emptied the drain: hold.lock, or a
+	// churn lock seen gone in the same scan.
+	p.waitLine(`released `+regexp.QuoteMeta(dir)+`/\S+, 0 left$`, long)
 	p.waitLine(`drain done took=`, long)
 	p.waitLine(`^signal 15$`, long)
 	if code := p.wait(long); code != 0 {
@@ -90,6 +92,35 @@ func TestDrainLogsUnderChurn(t *testing.T) {
 		t.Errorf("the progress lines counted %d events; the churn made about 6,000 locks events and 200 job events", counted)
 	}
 	if !strings.Contains(out, "counting them in the progress line") {
+		t.Error("no line says that events are being counted")
+	}
+}
+
+// drainit wait, a preStop hook whose lines reach kubectl logs too, keeps
+// the same bound through 1,500 short jobs over 6 s.
+func TestWaitLogsUnderChurn(t *testing.T) {
+	dir := lockDir(t)
+	hold := dir + "/hold.lock"
+	os.WriteFile(hold, nil, 0o644)
+	p := run(t, nil, waitCmd(dir+"/*.lock")...)
+	p.waitLine(`waiting for 1 locks: `+regexp.QuoteMeta(hold)+`$`, long)
+	shortJobs(dir, 1500, 6*time.Second)
+	os.Remove(hold)
+	p.waitLine(`released `+regexp.QuoteMeta(dir)+`/\S+, 0 left$`, long)
+	if code := p.wait(long); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	// The wait's span by its own timestamps, as logSpan reads drainit's.
+	stamps := regexp.MustCompile(`(?m)^drainit wait (\d\d:\d\d:\d\d\.\d\d\d) `).FindAllStringSubmatch(p.transcript(), -1)
+	first, _ := time.Parse("15:04:05.000", stamps[0][1])
+	last, _ := time.Parse("15:04:05.000", stamps[len(stamps)-1][1])
+	span, n := last.Sub(first), len(stamps)
+	// The first line, 5 events, the switch to counting, the last release,
+	// the end; a progress line an interval.
+	if bound := 9 + 2*(int(span/progressEvery)+1); n > bound {
+		t.Errorf("%d lines in a wait of %v, want at most %d", n, span, bound)
+	}
+	if !p.has("counting them in the progress line") {
 		t.Error("no line says that events are being counted")
 	}
 }
