@@ -96,6 +96,8 @@ func dispatch(args []string, caught *signals.Caught) int {
 			return runWait(args[1:], caught)
 		case "lock":
 			return runLock(args[1:], caught)
+		case "status":
+			return runStatus(args[1:])
 		}
 	}
 	cfg, log, err := parseSupervise(args, os.Getenv)
