@@ -61,14 +61,17 @@ func terminationMessage(s stopSummary) string {
 	default:
 		fmt.Fprintf(&b, ", %d still held when the drain ended early:\n", len(s.cut))
 	}
+	tail := fmt.Sprintf("app: %s; drainit exit code %d\n", s.appStatus, s.code)
 	for i, j := range s.cut {
-		if i == maxCutNamed {
+		line := fmt.Sprintf("  %s (held %s)\n", clip(j.Name(), maxJobName), s.cutAt.Sub(j.Since).Round(time.Second))
+		// Room kept for the count of the rest and the tail.
+		if i == maxCutNamed || b.Len()+len(line)+len("  … and 123456 more\n")+len(tail) > maxMessageBytes {
 			fmt.Fprintf(&b, "  … and %d more\n", len(s.cut)-i)
 			break
 		}
-		fmt.Fprintf(&b, "  %s (held %s)\n", clip(j.Name(), maxJobName), s.cutAt.Sub(j.Since).Round(time.Second))
+		b.WriteString(line)
 	}
-	fmt.Fprintf(&b, "app: %s; drainit exit code %d\n", s.appStatus, s.code)
+	b.WriteString(tail)
 	return bound(b.String())
 }
 

@@ -241,6 +241,12 @@ func TestStatusStaleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	// Start returns while the kernel may still be setting up sleep's
+	// arguments, which /proc shows empty until then.
+	eventually(t, long, "sleep's command line", func() bool {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(other.Process.Pid) + "/cmdline")
+		return len(b) > 0
+	})
 	for pid, why := range map[int]string{gone.Process.Pid: "no process", other.Process.Pid: "is sleep, not drainit"} {
 		state := filepath.Join(t.TempDir(), "state.json")
 		content := `{"phase":"draining","pid":` + strconv.Itoa(pid) + `,"app_pid":7,"jobs":[],"stop_signal_at":null,"deadline":null}`
