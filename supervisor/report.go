@@ -172,22 +172,18 @@ func (r *report) wake(t time.Time, ok bool) (time.Time, bool) {
 func (s *state) followJobs(now time.Time) {
 	r := &s.report
 	if !sameSlice(s.held, r.lastHeld) {
+		// Both sorted, as the watcher gives them: one pass, and map
+		// work only for what changed.
+		released, added := diff(r.lastHeld, s.held)
 		r.lastHeld = s.held
-		for _, l := range s.held {
-			if _, ok := r.locks[l]; !ok {
-				r.locks[l] = now
-				r.changes++
-			}
+		for _, l := range added {
+			r.locks[l] = now
 		}
-		if len(r.locks) > len(s.held) {
-			for l := range r.locks {
-				if _, found := slices.BinarySearch(s.held, l); !found {
-					delete(r.locks, l)
-					r.finished++
-					r.changes++
-				}
-			}
+		for _, l := range released {
+			delete(r.locks, l)
 		}
+		r.finished += len(released)
+		r.changes += len(released) + len(added)
 	}
 	for pid, p := range s.procs {
 		k := procKey{pid, p.Start}
