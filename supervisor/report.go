@@ -237,17 +237,20 @@ func (r *report) jobs() []status.Job {
 
 // snapshot is what the state file shows now.
 func (s *state) snapshot() status.State {
+	// Copies, not pointers into the controller's state: the writer reads
+	// them on its own goroutine.
 	st := status.State{Phase: s.phase.String(), PID: os.Getpid(), AppPID: s.app}
+	t0, drainEnd, budgetEnd := s.t0, s.drainEnd, s.budgetEnd
 	switch s.phase {
 	case draining:
 		st.Jobs = s.report.jobs()
-		st.Deadline = &s.drainEnd
+		st.Deadline = &drainEnd
 	case stopping:
-		st.Jobs = s.report.cut
-		st.Deadline = &s.budgetEnd
+		st.Jobs = s.report.cut // never changed once set
+		st.Deadline = &budgetEnd
 	}
 	if s.phase != running {
-		st.StopSignalAt = &s.t0
+		st.StopSignalAt = &t0
 	}
 	return st
 }
