@@ -59,6 +59,14 @@ type Config struct {
 	// the number of held locks for drainit's whole life (podcost.FromEnv
 	// fills it). Its failures are logged and never change the supervision.
 	DeletionCost *podcost.Config
+
+	// State is the file drainit keeps its state in, for drainit status;
+	// "" for none. It is rewritten on each change and removed at exit;
+	// where it cannot be written, nothing else changes.
+	State string
+	// TerminationLog is where a summary of the stop is written at exit
+	// (Kubernetes' /dev/termination-log); "" for none.
+	TerminationLog string
 }
 
 // Run starts the app, supervises it through its whole life and returns the
@@ -123,6 +131,9 @@ func Run(cfg Config) int {
 	warnMissingDirs(log, cfg.Locks)
 
 	s := newState(cfg, pid, pid1)
+	if cfg.State != "" {
+		s.publish(cfg.State)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var g run.Group
 	g.Add(func() error { s.route(ctx); return nil }, func(error) { cancel() })
@@ -133,7 +144,11 @@ func Run(cfg Config) int {
 	}
 	_ = g.Run()
 
+	s.unpublish()
 	code := s.exitCode()
+	if cfg.TerminationLog != "" {
+		s.writeTerminationLog(cfg.TerminationLog, code)
+	}
 	log.Info("exiting", "code", code)
 	return code
 }

@@ -61,6 +61,8 @@ type value struct {
 	// defText stands for the default in --help where its value would say
 	// nothing ("no limit" rather than 0s).
 	defText string
+	// given is set once a flag or its variable gave a value.
+	given bool
 }
 
 func (v *value) String() string {
@@ -77,6 +79,7 @@ func (v *value) Set(s string) error {
 		}
 		return err
 	}
+	v.given = true
 	return nil
 }
 
@@ -214,8 +217,8 @@ func (o *options) regexps(name string, dst *[]*regexp.Regexp, help string) {
 	})
 }
 
-func (o *options) path(name string, dst *string, help string) {
-	o.add(name, help, func(s string) error {
+func (o *options) path(name string, dst *string, help string) *value {
+	return o.add(name, help, func(s string) error {
 		if s == "" {
 			*dst = ""
 			return nil
