@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,12 @@ type Config struct {
 	// never drainit itself or the app's main process.
 	Orphans bool             // every process drainit adopted is a running job
 	Jobs    []*regexp.Regexp // a process whose command line (NULs as spaces) matches is a running job
+
+	// ExitOK lists the app's codes that drainit reports as 0 (tini's -e):
+	// matched against the code drainit would exit with, so 143 is both an
+	// exit(143), as a JVM stopped by SIGTERM does, and a death by SIGTERM.
+	// Not for 126 or 127 when the app could not start at all.
+	ExitOK []int
 
 	// DeletionCost, when not nil, keeps the pod's deletion cost equal to
 	// the number of held locks for drainit's whole life (podcost.FromEnv
@@ -134,6 +141,10 @@ func Run(cfg Config) int {
 	_ = g.Run()
 
 	code := s.exitCode()
+	if s.status != nil && slices.Contains(cfg.ExitOK, code) {
+		log.Info("exiting", "code", 0, "app-code", code, "why", "--exit-ok")
+		return 0
+	}
 	log.Info("exiting", "code", code)
 	return code
 }

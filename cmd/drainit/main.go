@@ -25,6 +25,9 @@
 //	DRAINIT_ORPHANS       --orphans         every process drainit adopted is a running job (off)
 //	DRAINIT_JOB           --job REGEX       a process whose command line matches is a running job,
 //	                                        repeatable (none); Go RE2 syntax, write ':' as \x3a
+//	DRAINIT_EXIT_OK       --exit-ok CODES   app exit codes drainit exits 0 for, like 143 (none); ','-separated,
+//	                                        repeatable; matched against the code drainit would exit with,
+//	                                        so 143 is an exit(143) and a death by SIGTERM alike (tini -e)
 //	DRAINIT_LOG_FORMAT    --log-format F    text or json (text)
 //	DRAINIT_LOG_LEVEL     --log-level L     debug, info, warn or error (info)
 //
@@ -62,9 +65,10 @@
 //
 //	DRAINIT_WAIT          --wait DUR        wait this long for a held lock instead of exiting 1 (0)
 //
-// Exit codes: the app's own; 128+N when the app was killed by signal N; 127
-// when COMMAND is not found, 126 when it cannot be executed; 2 for bad flags,
-// variables or arguments.
+// Exit codes: the app's own; 128+N when the app was killed by signal N; 0
+// for a code listed in --exit-ok; 127 when COMMAND is not found, 126 when it
+// cannot be executed (a script without a #! line runs through /bin/sh, as
+// with execvp); 2 for bad flags, variables or arguments.
 package main
 
 import (
