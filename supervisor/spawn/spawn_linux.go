@@ -3,6 +3,14 @@
 // dispositions drainit was started with, and with a shell's exit codes when
 // it cannot be started.
 //
+// Its signal mask is that of the thread that forks, which the Go runtime
+// set from the mask drainit started with, less the signals it always
+// unblocks (HUP, INT, TERM, QUIT, CHLD, URG, ...: blockableSig in
+// runtime/signal_unix.go). The start mask itself is not to be had: the
+// runtime keeps it in runtime.initSigmask, which the linker refuses to
+// link to, and /proc shows the mask only as it is now. The README lists
+// the signals; cmd/drainit's conformance test holds it to that.
+//
 // It starts and never waits: the caller's reaper owns wait4. os/exec is not
 // used for that reason; exec.Cmd.Wait beside a wait4(-1) loses statuses.
 // The command is found and run as execvp(3) would (see exec_linux.go), so
