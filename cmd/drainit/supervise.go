@@ -59,7 +59,7 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv 
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
 	o.boolean("orphans", &c.Orphans, "every process drainit adopted (what \"job &\" leaves) is a running job")
 	o.regexps("job", &c.Jobs, "a process whose command line matches this expression is a running job")
-	o.exitCodes("exit-ok", &c.ExitOK, "app exit codes drainit exits 0 for, like 143 (128+15: stopped by SIGTERM)")
+	o.exitCodes("exit-ok", &c.ExitOK, "app exit codes drainit exits 0 for, comma-separated, like 143 (a JVM stopped by SIGTERM)")
 	kf.register(o)
 	lf.register(o)
 	return o
