@@ -142,8 +142,8 @@ func Run(cfg Config) int {
 
 	code := s.exitCode()
 	if s.status != nil && slices.Contains(cfg.ExitOK, code) {
-		log.Info("exiting", "code", 0, "app-code", code, "why", "--exit-ok")
-		return 0
+		log.Info("the app's code is listed in --exit-ok: exiting 0", "app-code", code)
+		code = 0
 	}
 	log.Info("exiting", "code", code)
 	return code
