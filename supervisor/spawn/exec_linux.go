@@ -70,7 +70,7 @@ func lookPath(file string) (string, error) {
 		}
 	}
 	if denied != "" {
-		return "", &Error{fmt.Sprintf("%s: permission denied (found %s, not executable); chmod +x it or fix PATH", file, denied), ExitNotExecutable}
+		return "", &Error{fmt.Sprintf("%s: permission denied at %s, and no other match in PATH can be executed; chmod +x it or fix PATH", file, denied), ExitNotExecutable}
 	}
 	return "", &Error{fmt.Sprintf("%s: command not found in PATH", file), ExitNotFound}
 }
