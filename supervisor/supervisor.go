@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,12 @@ type Config struct {
 	// never drainit itself or the app's main process.
 	Orphans bool             // every process drainit adopted is a running job
 	Jobs    []*regexp.Regexp // a process whose command line (NULs as spaces) matches is a running job
+
+	// ExitOK lists the app's codes that drainit reports as 0 (tini's -e):
+	// matched against the code drainit would exit with, so 143 is both an
+	// exit(143), as a JVM stopped by SIGTERM does, and a death by SIGTERM.
+	// Not for 126 or 127 when the app could not start at all.
+	ExitOK []int
 
 	// DeletionCost, when not nil, keeps the pod's deletion cost equal to
 	// the number of held locks for drainit's whole life (podcost.FromEnv
@@ -146,6 +153,10 @@ func Run(cfg Config) int {
 
 	s.unpublish()
 	code := s.exitCode()
+	if s.status != nil && slices.Contains(cfg.ExitOK, code) {
+		log.Info("the app's code is listed in --exit-ok: exiting 0", "app-code", code)
+		code = 0
+	}
 	if cfg.TerminationLog != "" {
 		s.writeTerminationLog(cfg.TerminationLog, code)
 	}

@@ -31,6 +31,9 @@
 //	DRAINIT_TERMINATION_LOG --termination-log PATH  where a summary of the stop is written at exit,
 //	                                        for kubectl describe pod (/dev/termination-log when it
 //	                                        exists; '' for none)
+//	DRAINIT_EXIT_OK       --exit-ok CODES   app exit codes drainit exits 0 for, like 143 (none); ','-separated,
+//	                                        repeatable; matched against the code drainit would exit with,
+//	                                        so 143 is an exit(143) and a death by SIGTERM alike (tini -e)
 //	DRAINIT_LOG_FORMAT    --log-format F    text or json (text)
 //	DRAINIT_LOG_LEVEL     --log-level L     debug, info, warn or error (info)
 //
@@ -84,9 +87,10 @@
 //
 //	DRAINIT_WAIT          --wait DUR        wait this long for a held lock instead of exiting 1 (0)
 //
-// Exit codes: the app's own; 128+N when the app was killed by signal N; 127
-// when COMMAND is not found, 126 when it cannot be executed; 2 for bad flags,
-// variables or arguments.
+// Exit codes: the app's own; 128+N when the app was killed by signal N; 0
+// for a code listed in --exit-ok; 127 when COMMAND is not found, 126 when it
+// cannot be executed (a script without a #! line runs through /bin/sh, as
+// with execvp); 2 for bad flags, variables or arguments.
 package main
 
 import (

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -214,6 +215,35 @@ func (o *options) regexps(name string, dst *[]*regexp.Regexp, help string) {
 			s = append(s, re.String())
 		}
 		return strings.Join(s, ":")
+	})
+}
+
+// exitCodes is repeatable on the command line, each value a ','-separated
+// list (143,130); its variable is a ':'-separated list and takes ',' too.
+func (o *options) exitCodes(name string, dst *[]int, help string) {
+	o.lists[name] = true
+	o.add(name, help, func(s string) error {
+		fields := strings.Split(s, ",")
+		for _, f := range fields {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 || n > 255 {
+				what := "not an exit code"
+				if len(fields) > 1 {
+					what = fmt.Sprintf("%q is not an exit code", f)
+				}
+				return fmt.Errorf("%s; use numbers from 0 to 255, like 143 or 143,130", what)
+			}
+			if !slices.Contains(*dst, n) {
+				*dst = append(*dst, n)
+			}
+		}
+		return nil
+	}, func() string {
+		s := make([]string, len(*dst))
+		for i, n := range *dst {
+			s[i] = strconv.Itoa(n)
+		}
+		return strings.Join(s, ",")
 	})
 }
 

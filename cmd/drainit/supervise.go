@@ -61,6 +61,7 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv 
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
 	o.boolean("orphans", &c.Orphans, "every process drainit adopted (what \"job &\" leaves) is a running job")
 	o.regexps("job", &c.Jobs, "a process whose command line matches this expression is a running job")
+	o.exitCodes("exit-ok", &c.ExitOK, "app exit codes drainit exits 0 for, comma-separated, like 143 (a JVM stopped by SIGTERM)")
 	c.State = status.DefaultPath
 	o.path("state", &c.State, "the file drainit keeps its state in, for drainit status; '' for none")
 	o.path("termination-log", &c.TerminationLog, "where a summary of the stop is written at exit, for kubectl describe pod; '' for none").defText = kubeTerminationLog + " when it exists"
