@@ -49,21 +49,11 @@ version=$1
 # No build metadata (+...): a Docker tag cannot hold a '+'.
 semver='^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$'
 [[ $version =~ $semver ]] || die "version '$version' is not vX.Y.Z (v0.1.0, v0.1.0-rc.1): $usage"
-
-mkdir -p "$dist"
-dist=$(cd "$dist" && pwd)
+case $dist in
+/*) ;;
+*) dist=$PWD/$dist ;;
+esac
 cd "$(dirname "$0")/.."
-
-# The SPDX id of the image's licenses label. The repository has no LICENSE
-# file yet, and NOASSERTION is SPDX's word for "nothing stated"; whoever
-# adds one puts its id here, and a release refuses the mismatch meanwhile.
-license=NOASSERTION
-if [ "$license" = NOASSERTION ]; then
-	if [ -e LICENSE ]; then
-		die "there is a LICENSE file but hack/release.sh labels the image licenses=NOASSERTION: set license= to its SPDX id"
-	fi
-	log "warning: no LICENSE file: the image is labelled licenses=NOASSERTION"
-fi
 
 # Ask the engine before the builds, so that a stopped one costs no minute.
 if [ "$image" = 1 ]; then
@@ -74,6 +64,19 @@ if [ "$image" = 1 ]; then
 	*) die "the Docker engine is $engine_arch, and a release has amd64 and arm64 only: use --no-image" ;;
 	esac
 fi
+
+# The SPDX id of the image's licenses label. The repository has no LICENSE
+# file yet, and NOASSERTION is SPDX's word for "nothing stated"; whoever
+# adds one puts its id here, and a release refuses the mismatch meanwhile.
+license=NOASSERTION
+if [ "$image" = 1 ] && [ "$license" = NOASSERTION ]; then
+	if [ -e LICENSE ]; then
+		die "there is a LICENSE file but hack/release.sh labels the image licenses=NOASSERTION: set license= to its SPDX id"
+	fi
+	log "warning: no LICENSE file: the image is labelled licenses=NOASSERTION"
+fi
+
+mkdir -p "$dist"
 
 # What would otherwise reach the bytes from the environment or a `go env -w`
 # file: GOFLAGS (-race, -tags, -buildvcs), GOEXPERIMENT, GOFIPS140 and the
