@@ -50,6 +50,7 @@ type config struct {
 	release10kRuns    int
 	orphans, reapRuns int
 	drainit           string
+	built             bool // drainit was built here from this module
 	allowMissing      bool
 	tini, dumbInit    string
 	self, work        string
@@ -229,6 +230,7 @@ func setup(c *config) error {
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("building drainit (run from inside the drainit module): %w", err)
 		}
+		c.built = true
 	}
 	return nil
 }
