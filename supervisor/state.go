@@ -99,6 +99,8 @@ type state struct {
 	strayTermed bool
 	strayKillAt time.Time
 	strayKilled time.Time
+
+	report report // for the state file and the termination message
 }
 
 func newState(cfg Config, app int, pid1 bool) *state {
@@ -107,6 +109,7 @@ func newState(cfg Config, app int, pid1 bool) *state {
 		drainc:  make(chan syscall.Signal, 16),
 		reapedc: make(chan reaped),
 		locksc:  make(chan []string, 1),
+		report:  newReport(),
 	}
 	s.strays = s.signalStrays
 	s.alone = aloneInNamespace
@@ -188,10 +191,11 @@ func (s *state) control(ctx context.Context) {
 	defer s.stopProcs()
 	for {
 		s.advance(time.Now())
+		s.observe(time.Now())
 		if s.phase == exited {
 			return
 		}
-		if wake, ok := s.nextWake(); ok {
+		if wake, ok := s.report.wake(s.nextWake()); ok {
 			timer.Reset(time.Until(wake))
 		} else {
 			timer.Stop()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drainit/drainit/supervisor/internal/drainlog"
+	"github.com/drainit/drainit/supervisor/status"
 )
 
 // locks returns n sorted lock paths over 100 directories, as the watcher's
@@ -90,6 +91,35 @@ func BenchmarkStopWithoutLocks(b *testing.B) {
 		s.onDrainSignal(syscall.SIGTERM, time.Now())
 		if s.phase != stopping {
 			b.Fatalf("phase %v, want stopping", s.phase)
+		}
+	}
+}
+
+// BenchmarkObserve is what the state file and the termination message add
+// to a lock snapshot while draining: following the held jobs (when each was
+// first seen, how many finished), and the state to write when it is due.
+// Compare with BenchmarkOnLocks, the diff every snapshot costs anyway.
+func BenchmarkObserve(b *testing.B) {
+	all := locks(10_000)
+	s := benchState(b)
+	s.report.out = make(chan status.State, 1)
+	now := time.Now()
+	s.t0 = now
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		// One lock released, then back: a new snapshot every time.
+		if i%2 == 0 {
+			s.held = all[1:]
+		} else {
+			s.held = slices.Clone(all)
+		}
+		i++
+		now = now.Add(time.Millisecond)
+		s.observe(now)
+		select {
+		case <-s.report.out:
+		default:
 		}
 	}
 }

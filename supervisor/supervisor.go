@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -55,10 +56,24 @@ type Config struct {
 	Orphans bool             // every process drainit adopted is a running job
 	Jobs    []*regexp.Regexp // a process whose command line (NULs as spaces) matches is a running job
 
+	// ExitOK lists the app's codes that drainit reports as 0 (tini's -e):
+	// matched against the code drainit would exit with, so 143 is both an
+	// exit(143), as a JVM stopped by SIGTERM does, and a death by SIGTERM.
+	// Not for 126 or 127 when the app could not start at all.
+	ExitOK []int
+
 	// DeletionCost, when not nil, keeps the pod's deletion cost equal to
 	// the number of held locks for drainit's whole life (podcost.FromEnv
 	// fills it). Its failures are logged and never change the supervision.
 	DeletionCost *podcost.Config
+
+	// State is the file drainit keeps its state in, for drainit status;
+	// "" for none. It is rewritten on each change and removed at exit;
+	// where it cannot be written, nothing else changes.
+	State string
+	// TerminationLog is where a summary of the stop is written at exit
+	// (Kubernetes' /dev/termination-log); "" for none.
+	TerminationLog string
 }
 
 // Run starts the app, supervises it through its whole life and returns the
@@ -123,6 +138,9 @@ func Run(cfg Config) int {
 	warnMissingDirs(log, cfg.Locks)
 
 	s := newState(cfg, pid, pid1)
+	if cfg.State != "" {
+		s.publish(cfg.State)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var g run.Group
 	g.Add(func() error { s.route(ctx); return nil }, func(error) { cancel() })
@@ -133,7 +151,15 @@ func Run(cfg Config) int {
 	}
 	_ = g.Run()
 
+	s.unpublish()
 	code := s.exitCode()
+	if s.status != nil && slices.Contains(cfg.ExitOK, code) {
+		log.Info("the app's code is listed in --exit-ok: exiting 0", "app-code", code)
+		code = 0
+	}
+	if cfg.TerminationLog != "" {
+		s.writeTerminationLog(cfg.TerminationLog, code)
+	}
 	log.Info("exiting", "code", code)
 	return code
 }

@@ -57,6 +57,7 @@ type config struct {
 	churnRuns         int
 	churnJobs         int
 	churnFor          time.Duration
+	built             bool // drainit was built here from this module
 	allowMissing      bool
 	tini, dumbInit    string
 	self, work        string
@@ -244,6 +245,7 @@ func setup(c *config) error {
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("building drainit (run from inside the drainit module): %w", err)
 		}
+		c.built = true
 	}
 	return nil
 }

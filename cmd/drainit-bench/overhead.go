@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -210,6 +211,8 @@ func statusKB(pid int, key string) (int64, error) {
 
 // binarySize compares file sizes: drainit as built (static, stripped),
 // tini-static where it is installed beside tini, dumb-init as installed.
+// drainit ships for amd64 and arm64 (issue 18: Kubernetes nodes are both),
+// so the other one is built and measured too, when drainit is built here.
 func binarySize(c *config, t *table) error {
 	size := func(col, path string) error {
 		fi, err := os.Stat(path)
@@ -239,7 +242,26 @@ func binarySize(c *config, t *table) error {
 			return err
 		}
 	}
-	return size(colDrainit, c.drainit)
+	if err := size(colDrainit, c.drainit); err != nil {
+		return err
+	}
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	if !c.built || other == "" {
+		return nil
+	}
+	path := filepath.Join(c.work, "drainit-"+other)
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", path, "github.com/drainit/drainit/cmd/drainit")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+other)
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building drainit for %s: %w", other, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	t.set("binary size, "+other+" (static, stripped)", colDrainit, float64(fi.Size())/1e6, fmt.Sprintf("%.2f MB", float64(fi.Size())/1e6))
+	return nil
 }
 
 func fileExists(path string) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -180,6 +181,17 @@ func TestLockExitCodes(t *testing.T) {
 	p := run(t, nil, "lock", dir+"/", "--", "no-such-command-drainit")
 	if code := p.wait(long); code != 127 {
 		t.Errorf("missing command: exit code %d, want 127", code)
+	}
+	// A job script without a #! line runs through /bin/sh, as under the
+	// supervisor (TestConformance): the same spawn path.
+	script := filepath.Join(t.TempDir(), "job")
+	if err := os.WriteFile(script, []byte("echo job ran\nexit 5\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p = run(t, nil, "lock", dir+"/", "--", script)
+	p.waitLine(`^job ran$`, long)
+	if code := p.wait(long); code != 5 {
+		t.Errorf("script without #!: exit code %d, want 5", code)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("lock files left: %v", ents)

@@ -52,37 +52,6 @@ func TestForwardsSignals(t *testing.T) {
 	})
 }
 
-func TestExitCodes(t *testing.T) {
-	cases := []struct {
-		name string
-		env  []string
-		args []string
-		want int
-	}{
-		{"exit0", helper("exit"), []string{selfBin, "0"}, 0},
-		{"exit1", helper("exit"), []string{selfBin, "1"}, 1},
-		{"exit3", helper("exit"), []string{selfBin, "3"}, 3},
-		{"exit42", helper("exit"), []string{selfBin, "42"}, 42},
-		{"exit255", helper("exit"), []string{selfBin, "255"}, 255},
-		{"TERM", nil, []string{"sh", "-c", "kill -TERM $$"}, 143},
-		{"HUP", nil, []string{"sh", "-c", "kill -HUP $$"}, 129},
-		{"QUIT", nil, []string{"sh", "-c", "kill -QUIT $$"}, 131},
-		{"KILL", nil, []string{"sh", "-c", "kill -KILL $$"}, 137},
-		{"USR1", nil, []string{"sh", "-c", "kill -USR1 $$"}, 138},
-		{"notfound", nil, []string{"no-such-command-drainit"}, 127},
-		{"notfoundpath", nil, []string{"/no/such/file"}, 127},
-		{"notexecutable", nil, []string{"/etc/hostname"}, 126},
-	}
-	forEachMode(t, func(t *testing.T, m mode) {
-		for _, c := range cases {
-			p := start(t, m, opts{env: c.env}, append([]string{"--"}, c.args...)...)
-			if got := p.wait(long); got != c.want {
-				t.Errorf("%s: exit code %d, want %d\n%s", c.name, got, c.want, p.transcript())
-			}
-		}
-	})
-}
-
 // Orphans are reaped: none is left a zombie.
 func TestReapsOrphans(t *testing.T) {
 	const n = 200
@@ -191,51 +160,6 @@ func TestKillsStubbornStrays(t *testing.T) {
 			t.Fatalf("exit code %d, want 3", code)
 		}
 	})
-}
-
-// The app starts with the signal mask and ignored signals drainit was
-// started with, not the Go runtime's: compare with the same command run
-// without drainit.
-func TestChildDispositions(t *testing.T) {
-	want := sigLines(t, exec.Command(selfBin, "grep", "^Sig[IB]", "/proc/self/status"))
-	if !maskHas(want, "SigIgn", syscall.SIGINT) || !maskHas(want, "SigBlk", syscall.SIGUSR2) {
-		t.Fatalf("the launcher should ignore SIGINT and block SIGUSR2:\n%s", want)
-	}
-	forEachMode(t, func(t *testing.T, m mode) {
-		p := start(t, m, opts{env: helper("launch"), wrap: []string{selfBin}}, "--", "grep", "^Sig[IB]", "/proc/self/status")
-		if code := p.wait(long); code != 0 {
-			t.Fatalf("exit code %d", code)
-		}
-		var got []string
-		for _, l := range strings.Split(p.transcript(), "\n") {
-			if strings.HasPrefix(l, "Sig") {
-				got = append(got, l)
-			}
-		}
-		if strings.Join(got, "\n") != want {
-			t.Fatalf("app's signal state:\n%s\nwant (as without drainit):\n%s", strings.Join(got, "\n"), want)
-		}
-	})
-}
-
-// maskHas reads a hex signal mask line like "SigIgn:\t0000000000000002".
-func maskHas(status, field string, sig syscall.Signal) bool {
-	m := regexp.MustCompile(`(?m)^` + field + `:\s*([0-9a-f]+)`).FindStringSubmatch(status)
-	if m == nil {
-		return false
-	}
-	v, _ := strconv.ParseUint(m[1], 16, 64)
-	return v&(1<<(uint(sig)-1)) != 0
-}
-
-func sigLines(t *testing.T, cmd *exec.Cmd) string {
-	t.Helper()
-	cmd.Env = append(os.Environ(), helperEnv+"=launch")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // Ctrl-C typed on a terminal reaches the app, which owns the terminal's

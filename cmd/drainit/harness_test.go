@@ -52,6 +52,9 @@ func TestMain(m *testing.M) {
 	// A -race binary sleeps a second at exit by default: that would count
 	// against every deadline the tests check.
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
+	// Every drainit a test starts without start's own state file keeps it
+	// here, not in the machine's /run/drainit.
+	os.Setenv("DRAINIT_STATE", filepath.Join(dir, "state.json"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -138,7 +141,10 @@ func start(t *testing.T, m mode, o opts, args ...string) *proc {
 	if p, err := exec.LookPath(argv[0]); err == nil {
 		cmd.Path = p
 	}
-	cmd.Env = append(os.Environ(), o.env...)
+	// A state file of its own, not the machine's /run/drainit: tests run
+	// side by side. o.env may name another.
+	env := append(os.Environ(), "DRAINIT_STATE="+filepath.Join(t.TempDir(), "state.json"))
+	cmd.Env = append(env, o.env...)
 	cmd.Stdin = o.stdin
 	p := launch(t, cmd)
 	if m.pid1 {

@@ -4,6 +4,7 @@
 //	drainit [flags] [--] COMMAND [ARG...]     run COMMAND as the app
 //	drainit wait [flags]                      block until no lock is held and no job runs (a preStop hook)
 //	drainit lock [flags] PATH -- COMMAND...   run COMMAND while holding lock file PATH
+//	drainit status [--json] [--state PATH]    what the drainit of this container is doing
 //	drainit version                           (also drainit --version)
 //
 // Every flag can also be set by its environment variable; a flag on the
@@ -25,6 +26,14 @@
 //	DRAINIT_ORPHANS       --orphans         every process drainit adopted is a running job (off)
 //	DRAINIT_JOB           --job REGEX       a process whose command line matches is a running job,
 //	                                        repeatable (none); Go RE2 syntax, write ':' as \x3a
+//	DRAINIT_STATE         --state PATH      the file drainit keeps its state in, for drainit status
+//	                                        (/run/drainit/state.json; '' for none)
+//	DRAINIT_TERMINATION_LOG --termination-log PATH  where a summary of the stop is written at exit,
+//	                                        for kubectl describe pod (/dev/termination-log when it
+//	                                        exists; '' for none)
+//	DRAINIT_EXIT_OK       --exit-ok CODES   app exit codes drainit exits 0 for, like 143 (none); ','-separated,
+//	                                        repeatable; matched against the code drainit would exit with,
+//	                                        so 143 is an exit(143) and a death by SIGTERM alike (tini -e)
 //	DRAINIT_LOG_FORMAT    --log-format F    text or json (text)
 //	DRAINIT_LOG_LEVEL     --log-level L     debug, info, warn or error (info)
 //
@@ -33,6 +42,22 @@
 // line), a progress line every 5 s (held count, the longest held with their
 // age, time left), the last release and its end; --log-level debug logs
 // every event.
+//
+// The state file is rewritten (a temporary file, then a rename) on each
+// change: the phase, a job held or released, the stop signal sent; at most
+// every 200ms under churn. It is removed when drainit exits. Where it
+// cannot be written (a read-only root filesystem) drainit says so once at
+// debug level and nothing else changes. drainit status, run inside the
+// container (kubectl exec POD -- drainit status), reads it: the phase, the
+// app's PID, each held job with how long it has been held, when the stop
+// came and the time left; --json prints the state with those computed.
+// It takes --state (DRAINIT_STATE) and --json, and exits 1 when no drainit
+// runs (no file, or the PID in it is no drainit).
+//
+// The termination message says how the stop went: how long the drain
+// took, the jobs finished, the jobs cut (named). It is not written when the
+// app exited by itself and no job was cut, so that the kubelet's
+// FallbackToLogsOnError shows the log instead.
 //
 // Under Kubernetes, drainit can keep its pod's
 // controller.kubernetes.io/pod-deletion-cost annotation equal to the number
@@ -68,9 +93,10 @@
 //
 //	DRAINIT_WAIT          --wait DUR        wait this long for a held lock instead of exiting 1 (0)
 //
-// Exit codes: the app's own; 128+N when the app was killed by signal N; 127
-// when COMMAND is not found, 126 when it cannot be executed; 2 for bad flags,
-// variables or arguments.
+// Exit codes: the app's own; 128+N when the app was killed by signal N; 0
+// for a code listed in --exit-ok; 127 when COMMAND is not found, 126 when it
+// cannot be executed (a script without a #! line runs through /bin/sh, as
+// with execvp); 2 for bad flags, variables or arguments.
 package main
 
 import (
@@ -102,6 +128,8 @@ func dispatch(args []string, caught *signals.Caught) int {
 			return runWait(args[1:], caught)
 		case "lock":
 			return runLock(args[1:], caught)
+		case "status":
+			return runStatus(args[1:])
 		}
 	}
 	cfg, log, err := parseSupervise(args, os.Getenv)

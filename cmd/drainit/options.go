@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,6 +62,8 @@ type value struct {
 	// defText stands for the default in --help where its value would say
 	// nothing ("no limit" rather than 0s).
 	defText string
+	// given is set once a flag or its variable gave a value.
+	given bool
 }
 
 func (v *value) String() string {
@@ -77,6 +80,7 @@ func (v *value) Set(s string) error {
 		}
 		return err
 	}
+	v.given = true
 	return nil
 }
 
@@ -214,8 +218,37 @@ func (o *options) regexps(name string, dst *[]*regexp.Regexp, help string) {
 	})
 }
 
-func (o *options) path(name string, dst *string, help string) {
+// exitCodes is repeatable on the command line, each value a ','-separated
+// list (143,130); its variable is a ':'-separated list and takes ',' too.
+func (o *options) exitCodes(name string, dst *[]int, help string) {
+	o.lists[name] = true
 	o.add(name, help, func(s string) error {
+		fields := strings.Split(s, ",")
+		for _, f := range fields {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 || n > 255 {
+				what := "not an exit code"
+				if len(fields) > 1 {
+					what = fmt.Sprintf("%q is not an exit code", f)
+				}
+				return fmt.Errorf("%s; use numbers from 0 to 255, like 143 or 143,130", what)
+			}
+			if !slices.Contains(*dst, n) {
+				*dst = append(*dst, n)
+			}
+		}
+		return nil
+	}, func() string {
+		s := make([]string, len(*dst))
+		for i, n := range *dst {
+			s[i] = strconv.Itoa(n)
+		}
+		return strings.Join(s, ",")
+	})
+}
+
+func (o *options) path(name string, dst *string, help string) *value {
+	return o.add(name, help, func(s string) error {
 		if s == "" {
 			*dst = ""
 			return nil

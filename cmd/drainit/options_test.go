@@ -178,6 +178,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"app"}, []string{"DRAINIT_POD_NAMESPACE_VAR", "1NS"}, `DRAINIT_POD_NAMESPACE_VAR="1NS": not a variable name`},
 		{[]string{"--deletion-cost-interval", "10ms", "app"}, nil, `--deletion-cost-interval="10ms": must be at least 100ms`},
 		{[]string{"app"}, []string{"DRAINIT_DELETION_COST", "maybe"}, `DRAINIT_DELETION_COST="maybe": not a boolean`},
+		{[]string{"--exit-ok", "256", "app"}, nil, `--exit-ok="256": not an exit code; use numbers from 0 to 255`},
+		{[]string{"--exit-ok", "-1", "app"}, nil, `--exit-ok="-1": not an exit code`},
+		{[]string{"--exit-ok", "SIGTERM", "app"}, nil, `--exit-ok="SIGTERM": not an exit code`},
+		{[]string{"--exit-ok", "143,", "app"}, nil, `--exit-ok="143,": "" is not an exit code`},
+		{[]string{"app"}, []string{"DRAINIT_EXIT_OK", "143:1000"}, `DRAINIT_EXIT_OK="1000": not an exit code`},
 	}
 	for _, c := range cases {
 		_, _, err := parseSupervise(c.args, env(c.env...))
@@ -224,5 +229,32 @@ func TestJobOptions(t *testing.T) {
 	w, _, err := parseWait([]string{"--job", `job\.php`, "--log-to-pid1=false"}, noEnv)
 	if err != nil || len(w.Jobs) != 1 || len(w.Locks) != 0 {
 		t.Errorf("drainit wait --job alone: %+v, %v", w, err)
+	}
+}
+
+// --exit-ok takes ','-separated codes and may be repeated; DRAINIT_EXIT_OK
+// is a ':'-separated list like every list variable, and takes ',' too.
+func TestExitOKOptions(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  []string
+		want []int
+	}{
+		{[]string{"app"}, nil, nil},
+		{[]string{"--exit-ok", "143", "app"}, nil, []int{143}},
+		{[]string{"--exit-ok", "143,130", "--exit-ok", " 1", "app"}, nil, []int{143, 130, 1}},
+		{[]string{"--exit-ok", "143,143", "app"}, nil, []int{143}},
+		{[]string{"app"}, []string{"DRAINIT_EXIT_OK", "143:130"}, []int{143, 130}},
+		{[]string{"app"}, []string{"DRAINIT_EXIT_OK", "143,130:0"}, []int{143, 130, 0}},
+		{[]string{"--exit-ok", "1", "app"}, []string{"DRAINIT_EXIT_OK", "143"}, []int{1}},
+	} {
+		cfg, _, err := parseSupervise(c.args, env(c.env...))
+		if err != nil {
+			t.Errorf("%q %q: %v", c.args, c.env, err)
+			continue
+		}
+		if !slices.Equal(cfg.ExitOK, c.want) {
+			t.Errorf("%q %q: exit-ok %v, want %v", c.args, c.env, cfg.ExitOK, c.want)
+		}
 	}
 }

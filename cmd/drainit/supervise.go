@@ -13,6 +13,7 @@ import (
 
 	"github.com/drainit/drainit/signals"
 	"github.com/drainit/drainit/supervisor"
+	"github.com/drainit/drainit/supervisor/status"
 )
 
 // parseSupervise turns drainit's arguments and environment into the
@@ -26,6 +27,7 @@ func parseSupervise(args []string, getenv func(string) string) (supervisor.Confi
 	if err != nil {
 		return c, nil, err
 	}
+	defaultTerminationLog(&c, o)
 	if len(rest) == 0 {
 		return c, nil, usagef("no command to run; usage: drainit [flags] [--] COMMAND [ARG...]")
 	}
@@ -59,9 +61,30 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv 
 	o.boolean("stale-pid", &c.StalePID, "a lock file that starts with a dead PID is released")
 	o.boolean("orphans", &c.Orphans, "every process drainit adopted (what \"job &\" leaves) is a running job")
 	o.regexps("job", &c.Jobs, "a process whose command line matches this expression is a running job")
+	o.exitCodes("exit-ok", &c.ExitOK, "app exit codes drainit exits 0 for, comma-separated, like 143 (a JVM stopped by SIGTERM)")
+	c.State = status.DefaultPath
+	o.path("state", &c.State, "the file drainit keeps its state in, for drainit status; '' for none")
+	o.path("termination-log", &c.TerminationLog, "where a summary of the stop is written at exit, for kubectl describe pod; '' for none").defText = kubeTerminationLog + " when it exists"
 	kf.register(o)
 	lf.register(o)
 	return o
+}
+
+// kubeTerminationLog is the file the kubelet reads a container's
+// termination message from, unless its spec names another
+// (terminationMessagePath, which it then creates too).
+const kubeTerminationLog = "/dev/termination-log"
+
+// defaultTerminationLog turns the termination message on where the
+// kubelet has made its file, unless --termination-log or its variable
+// said otherwise: elsewhere (docker run) nothing reads one.
+func defaultTerminationLog(c *supervisor.Config, o *options) {
+	if f := o.fs.Lookup("termination-log"); f != nil && f.Value.(*value).given {
+		return
+	}
+	if fi, err := os.Stat(kubeTerminationLog); err == nil && fi.Mode().IsRegular() {
+		c.TerminationLog = kubeTerminationLog
+	}
 }
 
 // checkSupervise refuses settings that are each valid but cannot work
@@ -136,6 +159,7 @@ func superviseUsage(f *os.File) {
 usage: drainit [flags] [--] COMMAND [ARG...]
        drainit wait [flags]
        drainit lock [flags] PATH -- COMMAND [ARG...]
+       drainit status [--json] [--state PATH]
        drainit version
 
 flags (each also set by the variable in brackets):

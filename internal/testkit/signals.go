@@ -32,9 +32,12 @@ const resetEnv = "DRAINIT_TEST_SIGNALS_RESET"
 // It executes the test binary again, once, in place: same PID, arguments,
 // environment and descriptors, so `go test` and its flags (-run, -race,
 // -cover) see no difference; it returns nil in the new image. It cannot
-// mend the running process instead: the Go runtime starts every child with
-// the mask the process itself started with, whatever the calling thread's,
-// and keeps an ignored SIGHUP or SIGINT ignored, which children inherit.
+// mend the running process instead: a child gets the mask of the thread
+// that forks it, and the runtime gives every thread it makes the mask the
+// process started with (less the signals it needs itself), so what was
+// blocked at start stays blocked in children forked from any thread but
+// one locked and emptied; and it keeps an ignored SIGHUP or SIGINT
+// ignored, which children inherit.
 // execve does neither: it keeps the calling thread's mask and resets every
 // caught signal to its default.
 //

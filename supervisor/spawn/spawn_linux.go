@@ -3,18 +3,25 @@
 // dispositions drainit was started with, and with a shell's exit codes when
 // it cannot be started.
 //
+// Its signal mask is that of the thread that forks, which the Go runtime
+// set from the mask drainit started with, less the signals it always
+// unblocks (HUP, INT, TERM, QUIT, CHLD, URG, ...: blockableSig in
+// runtime/signal_unix.go). The start mask itself is not to be had: the
+// runtime keeps it in runtime.initSigmask, which the linker refuses to
+// link to, and /proc shows the mask only as it is now. The README lists
+// the signals; cmd/drainit's conformance test holds it to that.
+//
 // It starts and never waits: the caller's reaper owns wait4. os/exec is not
 // used for that reason; exec.Cmd.Wait beside a wait4(-1) loses statuses.
+// The command is found and run as execvp(3) would (see exec_linux.go), so
+// that drainit -- CMD does what CMD does in a shell, as with tini and
+// dumb-init.
 package spawn
 
 import (
 	"errors"
-	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -54,16 +61,9 @@ func ExitCode(err error) int {
 // not the process; a Go thread only exits when a goroutine locked to it
 // does, which drainit never does, so the two are the same here.
 func Start(argv []string, orphaned syscall.Signal, extra ...*os.File) (int, error) {
-	path := argv[0]
-	if !strings.Contains(path, "/") {
-		p, err := exec.LookPath(path)
-		if err != nil {
-			if errors.Is(err, fs.ErrPermission) {
-				return 0, &Error{fmt.Sprintf("%s: permission denied", path), ExitNotExecutable}
-			}
-			return 0, &Error{fmt.Sprintf("%s: command not found in PATH", path), ExitNotFound}
-		}
-		path = p
+	path, err := lookPath(argv[0])
+	if err != nil {
+		return 0, err
 	}
 
 	// Hand the terminal over only if drainit has it: taking it from a shell
@@ -87,14 +87,7 @@ func Start(argv []string, orphaned syscall.Signal, extra ...*os.File) (int, erro
 	// make the child start with their default action, as drainit itself
 	// did. Only after the fork does drainit ignore them, so that writing a
 	// log line while the command owns the terminal cannot stop drainit.
-	pid, err := syscall.ForkExec(path, argv, attr)
+	pid, err := forkExec(path, argv, attr)
 	signal.Ignore(syscall.SIGTTIN, syscall.SIGTTOU)
-	if err != nil {
-		code := ExitNotExecutable
-		if errors.Is(err, syscall.ENOENT) {
-			code = ExitNotFound
-		}
-		return 0, &Error{fmt.Sprintf("%s: %v", argv[0], err), code}
-	}
-	return pid, nil
+	return pid, err
 }

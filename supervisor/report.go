@@ -1,0 +1,257 @@
+package supervisor
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/drainit/drainit/supervisor/internal/drainlog"
+	"github.com/drainit/drainit/supervisor/procjobs"
+	"github.com/drainit/drainit/supervisor/status"
+)
+
+// publishEvery is the least time between two writes of the state file.
+// Under heavy churn the lock watcher brings thousands of snapshots a
+// second, and each write encodes every held job and costs a create, a
+// write and a rename: one per snapshot would spend a core on a file
+// nobody reads. A person reading `drainit status` cannot tell 200 ms of
+// lag, and the ages in the report are computed from the timestamps, not
+// from when the file was written. The first change after a quiet spell is
+// written at once; later ones wait for the slot, and the last state is
+// always written.
+const publishEvery = 200 * time.Millisecond
+
+// removeWithin bounds how long drainit's exit waits for the state file's
+// writer to finish and remove the file: a hung filesystem must not eat
+// into the second drainit keeps before the platform's SIGKILL.
+const removeWithin = 250 * time.Millisecond
+
+// report follows, for the state file and the termination message, what
+// the drain waits for and since when. It is the controller's: its fields
+// are touched only from control's loop, through observe, except out,
+// which its writer reads.
+type report struct {
+	locks    map[string]time.Time // held locks, by when first seen
+	procs    map[procKey]status.Job
+	lastHeld []string // s.held when last looked at
+	finished int      // jobs that ended during the drain
+	changes  int      // changes to what the file shows
+
+	seen          phase // the phase last observed
+	drainDone     time.Time
+	cut           []status.Job // what was still held when the drain ended
+	finishedAtEnd int
+
+	// The state file: nil out means none.
+	out       chan status.State
+	done      chan struct{}
+	written   int // changes when the file was last brought up to date
+	wrotePh   phase
+	dirty     bool
+	nextWrite time.Time
+}
+
+// procKey is a process job's identity: a PID can be reused, its start
+// time then differs.
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+func newReport() report {
+	return report{locks: map[string]time.Time{}, procs: map[procKey]status.Job{}, written: -1}
+}
+
+// publish starts the writer of the state file at path.
+func (s *state) publish(path string) {
+	r := &s.report
+	r.out = make(chan status.State, 1)
+	r.done = make(chan struct{})
+	go writeStates(path, s.log, r.out, r.done)
+}
+
+// unpublish removes the state file, once its last write is over, waiting
+// at most removeWithin.
+func (s *state) unpublish() {
+	r := &s.report
+	if r.out == nil {
+		return
+	}
+	close(r.out)
+	select {
+	case <-r.done:
+	case <-time.After(removeWithin):
+		s.log.Debug("the state file's writer is still busy; exiting without removing it")
+	}
+}
+
+// writeStates writes each state it gets to path until in is closed, then
+// removes the file. A failure is said once, at debug: a read-only root
+// filesystem is a sound way to run a container, and it costs only
+// `drainit status`.
+func writeStates(path string, log *slog.Logger, in <-chan status.State, done chan<- struct{}) {
+	defer close(done)
+	said, wrote := false, false
+	for st := range in {
+		err := status.Write(path, st)
+		if err == nil {
+			wrote = true
+			continue
+		}
+		if !said {
+			said = true
+			log.Debug("cannot write the state file: drainit status will say no drainit runs; set DRAINIT_STATE (--state) to a writable path, like one in an emptyDir volume", "path", path, "err", err)
+		}
+	}
+	if !wrote {
+		return
+	}
+	// drainit status checks that the PID in a file left behind is a
+	// drainit, but a container restart brings a new drainit as the same
+	// PID 1: remove it, so that only a live drainit's state is there.
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Debug("cannot remove the state file", "path", path, "err", err)
+	}
+}
+
+// observe brings the report up to date with the controller's state and
+// hands the state file's writer a new state when it is due. It is called
+// after every event and every transition, so no job that comes and goes
+// between two of them is missed.
+func (s *state) observe(now time.Time) {
+	r := &s.report
+	if s.phase != running {
+		s.followJobs(now)
+	}
+	if s.phase != r.seen {
+		if r.seen <= draining && s.phase >= stopping {
+			r.drainDone = now
+			r.cut = r.jobs()
+			r.finishedAtEnd = r.finished
+		}
+		r.seen = s.phase
+	}
+	if r.out == nil || s.phase == exited {
+		return
+	}
+	if r.changes != r.written || s.phase != r.wrotePh {
+		r.dirty = true
+	}
+	if !r.dirty || now.Before(r.nextWrite) {
+		return
+	}
+	st := s.snapshot()
+	select {
+	case <-r.out: // not written yet: the newer state replaces it
+	default:
+	}
+	r.out <- st
+	r.written, r.wrotePh, r.dirty = r.changes, s.phase, false
+	r.nextWrite = now.Add(publishEvery)
+}
+
+// wake moves the controller's next wake-up to the state file's next
+// write when that comes first.
+func (r *report) wake(t time.Time, ok bool) (time.Time, bool) {
+	if !r.dirty {
+		return t, ok
+	}
+	if !ok || r.nextWrite.Before(t) {
+		return r.nextWrite, true
+	}
+	return t, ok
+}
+
+// followJobs compares the held locks and process jobs with those known,
+// noting new ones with the time they were first seen and counting those
+// that ended. Locks come as a new slice with each snapshot from the
+// watcher: an unchanged slice needs no look.
+func (s *state) followJobs(now time.Time) {
+	r := &s.report
+	if !sameSlice(s.held, r.lastHeld) {
+		// Both sorted, as the watcher gives them: one pass, and map
+		// work only for what changed.
+		released, added := drainlog.Diff(r.lastHeld, s.held)
+		r.lastHeld = s.held
+		for _, l := range added {
+			r.locks[l] = now
+		}
+		for _, l := range released {
+			delete(r.locks, l)
+		}
+		r.finished += len(released)
+		r.changes += len(released) + len(added)
+	}
+	for pid, p := range s.procs {
+		k := procKey{pid, p.Start}
+		if _, ok := r.procs[k]; !ok {
+			r.procs[k] = status.Job{PID: pid, Command: procCommand(p), Since: now}
+			r.changes++
+		}
+	}
+	if len(r.procs) > len(s.procs) {
+		for k := range r.procs {
+			if p, ok := s.procs[k.pid]; !ok || p.Start != k.start {
+				delete(r.procs, k)
+				r.finished++
+				r.changes++
+			}
+		}
+	}
+}
+
+func sameSlice(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// procCommand is a job's command line, shortened as logs show it.
+func procCommand(p procjobs.Proc) string {
+	name := p.String() // pid N (command)
+	_, cmd, _ := strings.Cut(name, " (")
+	return strings.TrimSuffix(cmd, ")")
+}
+
+// jobs lists what is held, oldest first.
+func (r *report) jobs() []status.Job {
+	out := make([]status.Job, 0, len(r.locks)+len(r.procs))
+	for l, since := range r.locks {
+		out = append(out, status.Job{Lock: l, Since: since})
+	}
+	for _, j := range r.procs {
+		out = append(out, j)
+	}
+	slices.SortFunc(out, func(a, b status.Job) int {
+		if c := a.Since.Compare(b.Since); c != 0 {
+			return c
+		}
+		if a.PID != b.PID {
+			return a.PID - b.PID
+		}
+		return strings.Compare(a.Lock, b.Lock)
+	})
+	return out
+}
+
+// snapshot is what the state file shows now.
+func (s *state) snapshot() status.State {
+	// Copies, not pointers into the controller's state: the writer reads
+	// them on its own goroutine.
+	st := status.State{Phase: s.phase.String(), PID: os.Getpid(), AppPID: s.app}
+	t0, drainEnd, budgetEnd := s.t0, s.drainEnd, s.budgetEnd
+	switch s.phase {
+	case draining:
+		st.Jobs = s.report.jobs()
+		st.Deadline = &drainEnd
+	case stopping:
+		st.Jobs = s.report.cut // never changed once set
+		st.Deadline = &budgetEnd
+	}
+	if s.phase != running {
+		st.StopSignalAt = &t0
+	}
+	return st
+}
