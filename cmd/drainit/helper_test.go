@@ -235,14 +235,19 @@ func churn(args []string) int {
 			}
 			procs = append(procs, cmd)
 		}
+		// Each batch lives until the next one is made, long enough for
+		// drainit's scans to see most of them.
 		for j := b * batch; j < (b+1)*batch && j < nLocks; j++ {
 			os.WriteFile(fmt.Sprintf("%s/churn-%d.lock", dir, j), nil, 0o644)
 		}
-		for j := b * batch; j < (b+1)*batch && j < nLocks; j++ {
+		for j := (b - 1) * batch; j >= 0 && j < b*batch && j < nLocks; j++ {
 			os.Remove(fmt.Sprintf("%s/churn-%d.lock", dir, j))
 		}
 		// The pace of a busy app, not a wait for anything.
 		time.Sleep(time.Until(t0.Add(spread * time.Duration(b+1) / time.Duration(batches))))
+	}
+	for j := (batches - 1) * batch; j < nLocks; j++ {
+		os.Remove(fmt.Sprintf("%s/churn-%d.lock", dir, j))
 	}
 	for _, cmd := range procs {
 		cmd.Wait()
