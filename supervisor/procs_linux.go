@@ -76,7 +76,7 @@ func (s *state) rescanProcs(now time.Time, logNew bool) int {
 		s.procs[p.PID] = p
 		added++
 		if logNew {
-			s.log.Info("new job while draining", "job", p.String())
+			s.dlog.Started(p.String(), now, "new job while draining", "job", p.String())
 		}
 	}
 	for pid, p := range s.procs {
@@ -100,7 +100,8 @@ func (s *state) endProc(p procjobs.Proc) {
 	if s.exits != nil {
 		s.exits.Forget(p.PID)
 	}
-	s.log.Info(fmt.Sprintf("job %s ended, %d left", p, len(s.held)+len(s.procs)))
+	left := len(s.held) + len(s.procs)
+	s.dlog.Ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
 }
 
 // procNames names the held process jobs, by PID.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drainit/drainit/supervisor/internal/drainlog"
 	"github.com/drainit/drainit/supervisor/procjobs"
 	"github.com/drainit/drainit/supervisor/status"
 )
@@ -174,7 +175,7 @@ func (s *state) followJobs(now time.Time) {
 	if !sameSlice(s.held, r.lastHeld) {
 		// Both sorted, as the watcher gives them: one pass, and map
 		// work only for what changed.
-		released, added := diff(r.lastHeld, s.held)
+		released, added := drainlog.Diff(r.lastHeld, s.held)
 		r.lastHeld = s.held
 		for _, l := range added {
 			r.locks[l] = now

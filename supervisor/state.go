@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/drainit/drainit/signals"
+	"github.com/drainit/drainit/supervisor/internal/drainlog"
 	"github.com/drainit/drainit/supervisor/lockwatch"
 	"github.com/drainit/drainit/supervisor/procjobs"
 )
@@ -89,8 +90,9 @@ type state struct {
 	delayEnd     time.Time             // --delay
 	budgetEnd    time.Time             // t0 + grace - margin
 	nextProgress time.Time
-	aliveAt      time.Time // the last time alone was asked during this drain
-	saidOutside  bool      // the subreaper has said why it still waits
+	dlog         *drainlog.Log // what the drain's log says and when; nil before it
+	aliveAt      time.Time     // the last time alone was asked during this drain
+	saidOutside  bool          // the subreaper has said why it still waits
 
 	appKillAt   time.Time // zero until the app has its stop signal
 	appKilled   time.Time // when the app got SIGKILL
@@ -263,6 +265,7 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 	s.drainEnd = now.Add(s.cfg.Grace - s.cfg.StopTimeout - margin)
 	s.delayEnd = now.Add(s.cfg.Delay)
 	s.nextProgress = now.Add(progressEvery)
+	s.dlog = drainlog.New(s.log, now, progressEvery)
 
 	if len(s.cfg.Locks) > 0 {
 		s.held = s.startWatcher()
@@ -350,47 +353,23 @@ func (s *state) onLocks(held []string) {
 		return
 	}
 	s.scanned = true
-	released, added := diff(s.held, held)
-	logChanges(s.log, released, added, len(held))
+	released, added := drainlog.Diff(s.held, held)
+	s.logChanges(released, added, time.Now())
 	s.held = held
 }
 
-// maxChangeLines bounds the lines one snapshot can log: a burst of
-// thousands of files must not flood kubectl logs (or slow the drain down).
-const maxChangeLines = 10
-
-// logChanges logs each release and each new lock, or a count of them when
-// a snapshot brings more than maxChangeLines.
-func logChanges(log *slog.Logger, released, added []string, left int) {
-	if len(released)+len(added) > maxChangeLines {
-		log.Info(fmt.Sprintf("%d locks released, %d new, %d left", len(released), len(added), left))
-		return
-	}
-	for _, p := range released {
-		log.Info(fmt.Sprintf("released %s, %d left", p, left))
-	}
+// logChanges passes a snapshot's changes to the drain's log, the new
+// locks first, so that each release says how many are left after it and
+// only the last of a snapshot that empties the drain says 0.
+func (s *state) logChanges(released, added []string, now time.Time) {
 	for _, p := range added {
-		log.Info("new lock while draining", "path", p)
+		s.dlog.Started(p, now, "new lock while draining", "path", p)
 	}
-}
-
-// diff compares two sorted snapshots in one pass.
-func diff(old, now []string) (released, added []string) {
-	i, j := 0, 0
-	for i < len(old) || j < len(now) {
-		switch {
-		case j == len(now) || (i < len(old) && old[i] < now[j]):
-			released = append(released, old[i])
-			i++
-		case i == len(old) || now[j] < old[i]:
-			added = append(added, now[j])
-			j++
-		default:
-			i++
-			j++
-		}
+	left := len(s.held) + len(added) + len(s.procs)
+	for _, p := range released {
+		left--
+		s.dlog.Ended(p, left, func() string { return fmt.Sprintf("released %s, %d left", p, left) })
 	}
-	return released, added
 }
 
 // endDrain sends the stop signal: the drain is over, whatever ended it.
@@ -429,11 +408,12 @@ func (s *state) advance(now time.Time) {
 		}
 		switch {
 		case s.scanned && len(s.held) == 0 && len(s.procs) == 0 && !now.Before(s.delayEnd) && s.noNewProcs(now):
+			s.dlog.AllDone()
 			s.endDrain(now)
 		case s.nobodyLeft(now):
 			if len(s.held) > 0 {
 				s.log.Warn(fmt.Sprintf("the app has exited and no process is left that could release %s: %s; ending the drain now",
-					plural(len(s.held), "lock", "locks"), strings.Join(s.held, ", ")))
+					plural(len(s.held), "lock", "locks"), s.dlog.Names(s.held)))
 			}
 			s.endDrain(now)
 		case !now.Before(s.drainEnd):
@@ -449,11 +429,12 @@ func (s *state) advance(now time.Time) {
 				then = "the app has exited: ending the processes it left behind"
 			}
 			count, names := s.heldText()
-			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, strings.Join(names, ", "), then))
+			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, s.dlog.Names(names), then))
 			s.warnOrphanTrap()
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):
-			s.log.Info("draining", append(s.heldAttrs(), "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))...)
+			_, names := s.heldText()
+			s.dlog.Progress(now, "draining", s.heldCounts(), names, "spent", now.Sub(s.t0).Round(time.Second), "left", left(s.drainEnd, now))
 			s.nextProgress = now.Add(progressEvery)
 		}
 	}
@@ -615,6 +596,16 @@ func (s *state) heldAttrs() []any {
 	a := []any{"locks", summary(s.held)}
 	if s.procs != nil {
 		a = append(a, "jobs", summary(s.procNames()))
+	}
+	return a
+}
+
+// heldCounts is how many locks and process jobs are held, as log
+// attributes; jobs only when rules for them are set.
+func (s *state) heldCounts() []any {
+	a := []any{"locks", len(s.held)}
+	if s.procs != nil {
+		a = append(a, "jobs", len(s.procs))
 	}
 	return a
 }

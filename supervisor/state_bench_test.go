@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drainit/drainit/supervisor/internal/drainlog"
 	"github.com/drainit/drainit/supervisor/status"
 )
 
@@ -29,6 +30,7 @@ func benchState(b *testing.B) *state {
 	s := testState(Config{Locks: []string{"/app/lock/*/*.lock"}})
 	s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s.phase = draining
+	s.dlog = drainlog.New(s.log, time.Now(), progressEvery)
 	return s
 }
 

@@ -169,17 +169,6 @@ func TestStatusCode(t *testing.T) {
 	}
 }
 
-func TestDiff(t *testing.T) {
-	released, added := diff([]string{"a", "b", "d"}, []string{"b", "c", "d", "e"})
-	if strings.Join(released, ",") != "a" || strings.Join(added, ",") != "c,e" {
-		t.Fatalf("released %q, added %q", released, added)
-	}
-	released, added = diff(nil, nil)
-	if released != nil || added != nil {
-		t.Fatal("diff of nothing")
-	}
-}
-
 // appGoneWithLock is a state whose app exited on its own while one lock is
 // held, its status in but a child still left.
 func appGoneWithLock(t *testing.T, pid1 bool, alone func() bool) (*state, time.Time) {

@@ -14,6 +14,9 @@
 // tini, tini -g, dumb-init, the preStop loop (the real `ls lock/*.lock;
 // sleep 10` loop run before SIGTERM, with tini as init) and drainit.
 //
+// Then log volume: the lines drainit logs in one drain while a busy app's
+// short jobs come and go, with -baseline beside another build of drainit.
+//
 // Then overhead: start-to-exit of `init -- /bin/true`; idle RSS, CPU and
 // wakeups over a window with a lock pattern configured; release → stop
 // signal latency with 1 and 10,000 locks and drainit's peak RSS; binary
@@ -50,6 +53,10 @@ type config struct {
 	release10kRuns    int
 	orphans, reapRuns int
 	drainit           string
+	baseline          string
+	churnRuns         int
+	churnJobs         int
+	churnFor          time.Duration
 	built             bool // drainit was built here from this module
 	allowMissing      bool
 	tini, dumbInit    string
@@ -79,7 +86,11 @@ func run() int {
 	flag.IntVar(&c.orphans, "orphans", 3000, "orphans in the reaping burst")
 	flag.IntVar(&c.reapRuns, "reap-runs", 3, "reaping bursts per init")
 	flag.StringVar(&c.drainit, "drainit", "", "a drainit binary to measure (default: build this module's, static and stripped)")
-	only := flag.String("only", "", "run only these steps, comma-separated: scale-down, start, release, jobs, reap, size, idle")
+	flag.StringVar(&c.baseline, "baseline", "", "another drainit binary, measured beside it in the churn step (e.g. one built from main)")
+	flag.IntVar(&c.churnRuns, "churn-runs", 3, "drains per kind of churn and binary")
+	flag.IntVar(&c.churnJobs, "churn-jobs", 3000, "short jobs in one churn drain")
+	flag.DurationVar(&c.churnFor, "churn-for", 10*time.Second, "how long the churn of one drain lasts")
+	only := flag.String("only", "", "run only these steps, comma-separated: scale-down, start, release, jobs, churn, reap, size, idle")
 	keep := flag.Bool("keep", false, "keep the work directory, with every pod's output, and say where it is")
 	flag.BoolVar(&c.allowMissing, "allow-missing", false, "run without tini or dumb-init, leaving their columns empty")
 	flag.Parse()
@@ -100,6 +111,9 @@ func run() int {
 		quickly("release10k-runs", func() { c.release10kRuns = 2 })
 		quickly("orphans", func() { c.orphans = 1000 })
 		quickly("reap-runs", func() { c.reapRuns = 1 })
+		quickly("churn-runs", func() { c.churnRuns = 1 })
+		quickly("churn-for", func() { c.churnFor = 5 * time.Second })
+		quickly("churn-jobs", func() { c.churnJobs = 1500 })
 	}
 	if c.grace <= 11*time.Second {
 		fmt.Fprintln(os.Stderr, "drainit-bench: -grace must be more than 11s (drainit's --stop-timeout 10s + 1s)")
@@ -148,6 +162,7 @@ func run() int {
 		{"start", "start-to-exit", startToExit},
 		{"release", "release → stop signal", releaseToStop},
 		{"jobs", "last job's exit → stop signal", jobExitToStop},
+		{"churn", "log lines per drain under job churn", churnLines},
 		{"reap", "reaping", reaping},
 		{"size", "binary size", binarySize},
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -184,6 +185,8 @@ type benchProc struct {
 	mu    sync.Mutex
 	tail  []string
 	eof   chan struct{}
+	// logged counts drainit's own lines.
+	logged atomic.Int64
 }
 
 func canNamespace() bool {
@@ -243,6 +246,9 @@ func (p *benchProc) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
+		if strings.HasPrefix(line, "drainit ") {
+			p.logged.Add(1)
+		}
 		if line == "job" {
 			p.jobs <- line
 		} else if line == "ready" || strings.HasPrefix(line, "stop ") || strings.Contains(line, " draining by=") {

@@ -35,6 +35,8 @@ func helperMain(mode string, args []string) int {
 		return pjob(args[0], args[1], args[2])
 	case "spawn":
 		return spawnLater(args)
+	case "churn":
+		return churn(args)
 	case "exhaust-inotify":
 		return exhaustInotify()
 	case "ignterm":
@@ -198,4 +200,58 @@ func execArgs(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, err)
 	return 97
+}
+
+// churn is a busy app's stream of short jobs during a drain: once the
+// file HELPER_AFTER names exists (the drain marker), it makes and removes
+// lock files in args[0], HELPER_LOCKS of them, 10 at a time, and starts
+// HELPER_PROCS jobs of 300ms that --job matches by the word in $W, which
+// its own command line does not hold, all spread over HELPER_FOR.
+// Then it prints "churn done N" and exits.
+func churn(args []string) int {
+	dir := args[0]
+	nLocks, _ := strconv.Atoi(os.Getenv("HELPER_LOCKS"))
+	nProcs, _ := strconv.Atoi(os.Getenv("HELPER_PROCS"))
+	spread, _ := time.ParseDuration(os.Getenv("HELPER_FOR"))
+	after := os.Getenv("HELPER_AFTER")
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(after); err == nil {
+			break
+		}
+	}
+	self, _ := os.Executable()
+	var procs []*exec.Cmd
+	const batch = 10
+	batches := max(1, (nLocks+batch-1)/batch)
+	every := max(1, batches/max(1, nProcs))
+	t0 := time.Now()
+	for b := 0; b < batches || len(procs) < nProcs; b++ {
+		if len(procs) < nProcs && b%every == 0 {
+			cmd := exec.Command(self, os.Getenv("W"), "300ms", strconv.Itoa(len(procs)))
+			cmd.Env = append(os.Environ(), helperEnv+"=pjob", "HELPER_AFTER=", "HELPER_MARK=")
+			if err := cmd.Start(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 95
+			}
+			procs = append(procs, cmd)
+		}
+		// Each batch lives until the next one is made, long enough for
+		// drainit's scans to see most of them.
+		for j := b * batch; j < (b+1)*batch && j < nLocks; j++ {
+			os.WriteFile(fmt.Sprintf("%s/churn-%d.lock", dir, j), nil, 0o644)
+		}
+		for j := (b - 1) * batch; j >= 0 && j < b*batch && j < nLocks; j++ {
+			os.Remove(fmt.Sprintf("%s/churn-%d.lock", dir, j))
+		}
+		// The pace of a busy app, not a wait for anything.
+		time.Sleep(time.Until(t0.Add(spread * time.Duration(b+1) / time.Duration(batches))))
+	}
+	for j := (batches - 1) * batch; j < nLocks; j++ {
+		os.Remove(fmt.Sprintf("%s/churn-%d.lock", dir, j))
+	}
+	for _, cmd := range procs {
+		cmd.Wait()
+	}
+	fmt.Printf("churn done %d\n", nLocks+len(procs))
+	return 0
 }

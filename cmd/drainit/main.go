@@ -37,6 +37,12 @@
 //	DRAINIT_LOG_FORMAT    --log-format F    text or json (text)
 //	DRAINIT_LOG_LEVEL     --log-level L     debug, info, warn or error (info)
 //
+// At info, a drain logs its start, its job events one by one while they
+// are few (at most 5 in 5 s; past that they are counted in the progress
+// line), a progress line every 5 s (held count, the longest held with their
+// age, time left), the last release and its end; --log-level debug logs
+// every event.
+//
 // The state file is rewritten (a temporary file, then a rename) on each
 // change: the phase, a job held or released, the stop signal sent; at most
 // every 200ms under churn. It is removed when drainit exits. Where it

@@ -8,11 +8,11 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/drainit/drainit/signals"
+	"github.com/drainit/drainit/supervisor/internal/drainlog"
 	"github.com/drainit/drainit/supervisor/lockwatch"
 	"github.com/drainit/drainit/supervisor/procjobs"
 )
@@ -41,7 +41,7 @@ const progressEvery = 5 * time.Second
 // returns WaitClear, or WaitTimeout at the timeout or on SIGTERM or SIGINT,
 // with what is still held logged.
 func Wait(cfg WaitConfig) int {
-	w := &waiter{cfg: cfg, log: cfg.Log}
+	w := &waiter{cfg: cfg, log: cfg.Log, dlog: drainlog.New(cfg.Log, time.Now(), progressEvery)}
 	return w.run()
 }
 
@@ -53,6 +53,7 @@ type waiter struct {
 	exits  *procjobs.Exits
 	exitc  <-chan int
 	warned bool // said that pidfds cannot be had
+	dlog   *drainlog.Log
 }
 
 func (w *waiter) run() int {
@@ -100,23 +101,20 @@ func (w *waiter) run() int {
 		if locksIn && !said {
 			said = true
 			if n := len(w.locks) + len(w.procs); n > 0 {
-				log.Info(fmt.Sprintf("waiting for %s: %s", w.count(), strings.Join(w.names(), ", ")))
+				log.Info(fmt.Sprintf("waiting for %s: %s", w.count(), w.dlog.Names(w.names())))
 			}
 		}
 		// The last scan before saying all clear: a job started since the
 		// previous one must not be missed.
 		if locksIn && len(w.locks) == 0 && len(w.procs) == 0 && w.rescan(true) == 0 {
+			w.dlog.AllDone()
 			log.Info(w.clear(), "waited", time.Since(t0).Round(time.Millisecond))
 			return WaitClear
 		}
 		select {
 		case now := <-out:
 			if locksIn {
-				for _, p := range w.locks {
-					if !slices.Contains(now, p) {
-						log.Info(fmt.Sprintf("released %s, %d left", p, len(now)+len(w.procs)))
-					}
-				}
+				w.logChanges(now)
 			}
 			w.locks, locksIn = now, true
 		case pid := <-w.exitc:
@@ -125,14 +123,14 @@ func (w *waiter) run() int {
 			}
 		case <-scan:
 			w.rescan(true)
-		case <-progress.C:
-			log.Info("waiting", "locks", len(w.locks), "jobs", len(w.procs), "held", strings.Join(first3(w.names()), ", "), "spent", time.Since(t0).Round(time.Second))
+		case at := <-progress.C:
+			w.dlog.Progress(at, "waiting", []any{"locks", len(w.locks), "jobs", len(w.procs)}, w.names(), "spent", time.Since(t0).Round(time.Second))
 		case <-timeout:
-			log.Error(fmt.Sprintf("gave up after waiting %v (--timeout %v) with %s still held: %s", time.Since(t0).Round(time.Millisecond), cfg.Timeout, w.count(), strings.Join(w.names(), ", ")))
+			log.Error(fmt.Sprintf("gave up after waiting %v (--timeout %v) with %s still held: %s", time.Since(t0).Round(time.Millisecond), cfg.Timeout, w.count(), w.dlog.Names(w.names())))
 			return WaitTimeout
 		case s := <-cfg.Signals.All:
 			if sig := s.(syscall.Signal); sig == syscall.SIGTERM || sig == syscall.SIGINT {
-				log.Error(fmt.Sprintf("stopped by SIG%s after waiting %v with %s still held: %s", signals.Name(sig), time.Since(t0).Round(time.Millisecond), w.count(), strings.Join(w.names(), ", ")))
+				log.Error(fmt.Sprintf("stopped by SIG%s after waiting %v with %s still held: %s", signals.Name(sig), time.Since(t0).Round(time.Millisecond), w.count(), w.dlog.Names(w.names())))
 				return WaitTimeout
 			}
 		case err := <-failed:
@@ -171,7 +169,7 @@ func (w *waiter) rescan(logNew bool) int {
 		w.procs[p.PID] = p
 		added++
 		if logNew {
-			w.log.Info("new job", "job", p.String())
+			w.dlog.Started(p.String(), time.Now(), "new job", "job", p.String())
 		}
 	}
 	for pid, p := range w.procs {
@@ -187,7 +185,23 @@ func (w *waiter) end(p procjobs.Proc) {
 	if w.exits != nil {
 		w.exits.Forget(p.PID)
 	}
-	w.log.Info(fmt.Sprintf("job %s ended, %d left", p, len(w.locks)+len(w.procs)))
+	left := len(w.locks) + len(w.procs)
+	w.dlog.Ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
+}
+
+// logChanges passes a lock snapshot's changes to the log, the new locks
+// first, so that each release says how many are left after it.
+func (w *waiter) logChanges(now []string) {
+	released, added := drainlog.Diff(w.locks, now)
+	at := time.Now()
+	for _, p := range added {
+		w.dlog.Started(p, at, "new lock", "path", p)
+	}
+	left := len(w.locks) + len(added) + len(w.procs)
+	for _, p := range released {
+		left--
+		w.dlog.Ended(p, left, func() string { return fmt.Sprintf("released %s, %d left", p, left) })
+	}
 }
 
 // count is "2 locks", "1 job" or "2 locks and 1 job", after what is
@@ -236,11 +250,4 @@ func orDefault(d, otherwise time.Duration) time.Duration {
 		return d
 	}
 	return otherwise
-}
-
-func first3(s []string) []string {
-	if len(s) > 3 {
-		return append(slices.Clip(s[:3]), "…")
-	}
-	return s
 }
