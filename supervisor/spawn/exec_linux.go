@@ -42,8 +42,14 @@ func lookPath(file string) (string, error) {
 	if !ok {
 		path = defaultPath
 	}
+	dirs := filepath.SplitList(path)
+	if path == "" {
+		// SplitList gives no entry for "", but an empty PATH is one empty
+		// entry to execvp and a shell: the current directory.
+		dirs = []string{""}
+	}
 	denied := ""
-	for _, dir := range filepath.SplitList(path) {
+	for _, dir := range dirs {
 		if dir == "" {
 			dir = "."
 		}
