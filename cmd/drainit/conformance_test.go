@@ -18,7 +18,7 @@ import (
 // matches absent; check, when set, reads the whole output.
 type conformance struct {
 	name   string
-	from   string   // whose suite asserts it: tini, dumb-init or both
+	from   string   // whose suite asserts it: tini, dumb-init or both; drainit for a deliberate difference (README)
 	args   []string // drainit's arguments: flags, --, the command
 	env    []string
 	wrap   func() []string // what starts drainit: a mask, nohup, ...
@@ -135,8 +135,16 @@ func TestConformance(t *testing.T) {
 			args: []string{"--exit-ok", "143", "--exit-ok", "130", "--", selfBin, "1"}, code: 1},
 		conformance{name: "exit-ok/variable", from: "tini", env: helper("exit", "DRAINIT_EXIT_OK=3:143"),
 			args: []string{"--", selfBin, "3"}, code: 0},
-		conformance{name: "exit-ok/notfound", from: "tini",
-			args: []string{"--exit-ok", "127", "--", "no-such-command-drainit"}, code: 127},
+		// An app that runs and exits 127 or 126 is an app's code like
+		// any other; drainit's own 127 and 126, for a COMMAND that could
+		// not start, are never turned into 0 (tini's -e would: its child
+		// exits 127 after the failed exec).
+		conformance{name: "exit-ok/app-127", from: "tini", env: helper("exit"),
+			args: []string{"--exit-ok", "126,127", "--", selfBin, "127"}, code: 0, lines: []string{`listed in --exit-ok: exiting 0 app-code=127`}},
+		conformance{name: "exit-ok/notfound", from: "drainit",
+			args: []string{"--exit-ok", "127", "--", "no-such-command-drainit"}, code: 127, absent: []string{`--exit-ok`}},
+		conformance{name: "exit-ok/notexecutable", from: "drainit",
+			args: []string{"--exit-ok", "126", "--", notExec}, code: 126, absent: []string{`--exit-ok`}},
 		conformance{name: "exit-ok/bad", from: "tini",
 			args: []string{"--exit-ok", "256", "--", "sh", "-c", "echo started"}, code: 2,
 			lines: []string{`^drainit: --exit-ok="256": not an exit code; use numbers from 0 to 255`}, absent: []string{`^started$`}},
