@@ -335,7 +335,7 @@ func TestRelease(t *testing.T) {
 		if noDocker != "" {
 			skipOrFail(t, noDocker)
 		}
-		checkImage(t, root, tag, version, engineArch, bin(engineArch))
+		checkImage(t, root, tag, version, revision, engineArch, bin(engineArch))
 	})
 	t.Run("copy-from", func(t *testing.T) {
 		if noDocker != "" {
@@ -436,9 +436,10 @@ func docker(t *testing.T, args ...string) string {
 	return run(t, "", nil, "docker", args...)
 }
 
-// checkImage: the labels, the entrypoint, one layer holding /drainit alone
+// checkImage: the labels (revision as BUILDINFO's, taken before the
+// build), the entrypoint, one layer holding /drainit alone
 // and byte for byte the release binary, and the image answers --version.
-func checkImage(t *testing.T, root, tag, version, engineArch, binary string) {
+func checkImage(t *testing.T, root, tag, version, revision, engineArch, binary string) {
 	var images []struct {
 		Architecture, Os string
 		Config           struct {
@@ -451,10 +452,6 @@ func checkImage(t *testing.T, root, tag, version, engineArch, binary string) {
 		t.Fatalf("docker image inspect %s: %v", tag, err)
 	}
 	img := images[0]
-	revision := strings.TrimSpace(run(t, root, nil, "git", "rev-parse", "HEAD"))
-	if strings.TrimSpace(run(t, root, nil, "git", "status", "--porcelain")) != "" {
-		revision += "-dirty"
-	}
 	licenses := "NOASSERTION" // no LICENSE file yet: SPDX's "nothing stated"
 	if _, err := os.Stat(filepath.Join(root, "LICENSE")); err == nil {
 		licenses = img.Config.Labels["org.opencontainers.image.licenses"]
