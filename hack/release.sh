@@ -179,6 +179,7 @@ tag=drainit:$version
 ctx=$(mktemp -d /tmp/drainit-release.XXXXXX)
 trap 'rm -rf "$ctx"' EXIT
 cp "$dist/drainit-$version-linux-$engine_arch" "$ctx/drainit"
+chmod 0755 "$ctx/drainit" # cp gave it the umask's mode, and COPY keeps that
 cp hack/release/Dockerfile "$ctx/Dockerfile"
 # A rebuild of the same tag leaves the old image unnamed: remove it after.
 old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)

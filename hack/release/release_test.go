@@ -188,23 +188,27 @@ func TestRelease(t *testing.T) {
 		t.Logf("the tree has changes: building with ALLOW_DIRTY=1, expecting revision %s:\n%s", revision, changes)
 	}
 
+	// Both builds under umask 077, which would leave the files unreadable
+	// to others: the binaries, and the image's /drainit, must be 0755.
+	umask := func(name string, args ...string) []string {
+		return append([]string{"-c", `umask 077 && exec "$@"`, "sh", name}, args...)
+	}
 	dist := t.TempDir()
 	start := time.Now()
 	if noDocker == "" {
-		run(t, root, nil, "make", append(makeArgs, "DIST="+dist)...)
+		run(t, root, nil, "sh", umask("make", append(makeArgs, "DIST="+dist)...)...)
 		t.Logf("make %s: %v", strings.Join(makeArgs[1:], " "), time.Since(start).Round(time.Second))
 	} else {
-		run(t, root, nil, "hack/release.sh", append(scriptArgs, "--dist", dist, version)...)
+		run(t, root, nil, "sh", umask("hack/release.sh", append(scriptArgs, "--dist", dist, version)...)...)
 		t.Logf("hack/release.sh %s %s (no Docker): %v", strings.Join(scriptArgs, " "), version, time.Since(start).Round(time.Second))
 	}
 
-	// The second build: another path, no .git, an empty build cache, and
-	// a umask that would leave the files unreadable to other users.
+	// The second build: another path, no .git, an empty build cache.
 	start = time.Now()
 	src := copySource(t, root)
 	dist2 := t.TempDir()
-	run(t, src, []string{"GOCACHE=" + t.TempDir()}, "sh", "-c", `umask 077 && exec hack/release.sh --no-image --dist "$0" "$1"`, dist2, version)
-	t.Logf("the second build, from %s with an empty GOCACHE and umask 077: %v", src, time.Since(start).Round(time.Second))
+	run(t, src, []string{"GOCACHE=" + t.TempDir()}, "sh", umask("hack/release.sh", "--no-image", "--dist", dist2, version)...)
+	t.Logf("the second build, from %s with an empty GOCACHE: %v", src, time.Since(start).Round(time.Second))
 
 	bin := func(arch string) string { return filepath.Join(dist, "drainit-"+version+"-linux-"+arch) }
 	binaries := []string{"drainit-" + version + "-linux-amd64", "drainit-" + version + "-linux-arm64"}
