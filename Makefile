@@ -6,10 +6,12 @@
 #   make demo                      see drainit hold a stop for three jobs
 #   make bench                     drainit beside tini and dumb-init (BENCHMARKS.md)
 #   make release VERSION=v1.2.3    dist/ and the image drainit:v1.2.3
+#                                  (ALLOW_DIRTY=1: from a tree with changes)
 #   make release-check             what CI checks of a release (hack/release)
 #   make clean                     remove ./drainit and dist/
 
 VERSION ?=
+ALLOW_DIRTY ?=
 DIST ?= dist
 # hack/release.sh checks the same pattern; checking it here too makes a bad
 # VERSION one line from make, not the script's line and make's "Error 2".
@@ -34,7 +36,7 @@ bench:
 
 release:
 	$(if $(shell printf '%s\n' $(call quote,$(VERSION)) | grep -Ex '$(SEMVER)'),,$(error VERSION='$(VERSION)' is not a release version vX.Y.Z: run make release VERSION=v0.1.0))
-	hack/release.sh --dist $(call quote,$(DIST)) $(call quote,$(VERSION))
+	hack/release.sh $(if $(filter 1,$(ALLOW_DIRTY)),--allow-dirty) --dist $(call quote,$(DIST)) $(call quote,$(VERSION))
 
 release-check:
 	cd hack/release && go test -count=1 -v -timeout 20m .

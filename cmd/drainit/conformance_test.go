@@ -18,7 +18,7 @@ import (
 // matches absent; check, when set, reads the whole output.
 type conformance struct {
 	name   string
-	from   string   // whose suite asserts it: tini, dumb-init or both
+	from   string   // whose suite asserts it: tini, dumb-init or both; drainit for a deliberate difference (README)
 	args   []string // drainit's arguments: flags, --, the command
 	env    []string
 	wrap   func() []string // what starts drainit: a mask, nohup, ...
@@ -81,16 +81,18 @@ func TestConformance(t *testing.T) {
 			args: []string{"--", "sh", "-c", fmt.Sprintf("kill -%d $$", s)}, code: 128 + int(s)})
 	}
 	cases = append(cases,
-		// A command that cannot start: a shell's codes (tini: 127 for a
-		// missing command).
+		// A command that cannot start: a shell's codes, as tini exits
+		// (127 for ENOENT, 126 for the rest). dumb-init exits 2 for any
+		// failed exec (dumb-init.c: "return 2" after execvp): a
+		// deliberate difference, in the README.
 		conformance{name: "notfound/PATH", from: "tini", args: []string{"--", "no-such-command-drainit"}, code: 127,
 			lines: []string{`error: no-such-command-drainit: command not found in PATH`}},
 		conformance{name: "notfound/path", from: "tini", args: []string{"--", "/no/such/file"}, code: 127},
-		conformance{name: "notexecutable", from: "both", args: []string{"--", notExec}, code: 126,
+		conformance{name: "notexecutable", from: "tini", args: []string{"--", notExec}, code: 126,
 			lines: []string{`permission denied`}, absent: []string{`^never$`}},
-		conformance{name: "notexecutable/PATH", from: "both", env: []string{"PATH=" + dir + ":" + os.Getenv("PATH")},
+		conformance{name: "notexecutable/PATH", from: "tini", env: []string{"PATH=" + dir + ":" + os.Getenv("PATH")},
 			args: []string{"--", "not-exec"}, code: 126, lines: []string{`not-exec: permission denied`}},
-		conformance{name: "directory", from: "both", args: []string{"--", dir}, code: 126},
+		conformance{name: "directory", from: "tini", args: []string{"--", dir}, code: 126},
 
 		// A script without a #! line runs through /bin/sh, as execvp
 		// runs it, by path or found in PATH.
@@ -133,8 +135,16 @@ func TestConformance(t *testing.T) {
 			args: []string{"--exit-ok", "143", "--exit-ok", "130", "--", selfBin, "1"}, code: 1},
 		conformance{name: "exit-ok/variable", from: "tini", env: helper("exit", "DRAINIT_EXIT_OK=3:143"),
 			args: []string{"--", selfBin, "3"}, code: 0},
-		conformance{name: "exit-ok/notfound", from: "tini",
-			args: []string{"--exit-ok", "127", "--", "no-such-command-drainit"}, code: 127},
+		// An app that runs and exits 127 or 126 is an app's code like
+		// any other; drainit's own 127 and 126, for a COMMAND that could
+		// not start, are never turned into 0 (tini's -e would: its child
+		// exits 127 after the failed exec).
+		conformance{name: "exit-ok/app-127", from: "tini", env: helper("exit"),
+			args: []string{"--exit-ok", "126,127", "--", selfBin, "127"}, code: 0, lines: []string{`listed in --exit-ok: exiting 0 app-code=127`}},
+		conformance{name: "exit-ok/notfound", from: "drainit",
+			args: []string{"--exit-ok", "127", "--", "no-such-command-drainit"}, code: 127, absent: []string{`--exit-ok`}},
+		conformance{name: "exit-ok/notexecutable", from: "drainit",
+			args: []string{"--exit-ok", "126", "--", notExec}, code: 126, absent: []string{`--exit-ok`}},
 		conformance{name: "exit-ok/bad", from: "tini",
 			args: []string{"--exit-ok", "256", "--", "sh", "-c", "echo started"}, code: 2,
 			lines: []string{`^drainit: --exit-ok="256": not an exit code; use numbers from 0 to 255`}, absent: []string{`^started$`}},

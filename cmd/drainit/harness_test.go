@@ -38,7 +38,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	drainitBin = filepath.Join(dir, "drainit")
-	args := []string{"build", "-o", drainitBin}
+	// -buildvcs=false: in a git checkout Go would stamp a pseudo-version
+	// (v0.0.0-date-hash) that --version prints, unless the go env says
+	// otherwise; TestVersion wants the same "(devel)" on every machine.
+	args := []string{"build", "-buildvcs=false", "-o", drainitBin}
 	if raceEnabled {
 		args = append(args, "-race")
 	}

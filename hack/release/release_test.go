@@ -35,6 +35,8 @@ var arches = []string{"amd64", "arm64"}
 // kernel, so its app must be a host binary: /bin/sh is.
 var qemu = map[string]string{"amd64": "qemu-x86_64-static", "arm64": "qemu-aarch64-static"}
 
+// skipOrFail is internal/testkit's: a module of its own cannot import
+// that internal package, so this is a copy; keep the two alike.
 func skipOrFail(t *testing.T, why string) {
 	t.Helper()
 	if os.Getenv("DRAINIT_TEST_STRICT") == "1" {
@@ -110,6 +112,39 @@ func TestBadVersion(t *testing.T) {
 	})
 }
 
+// A tree with uncommitted changes is refused, in one line that says how to
+// go on, before any build: nothing in the binaries would tell that they
+// are not the commit's.
+func TestDirtyTree(t *testing.T) {
+	src := copySource(t, repoRoot(t))
+	git := func(args ...string) {
+		run(t, src, nil, "git", append([]string{"-c", "user.name=release-check", "-c", "user.email=release-check@invalid"}, args...)...)
+	}
+	git("init", "-q")
+	git("add", "-A")
+	git("commit", "-q", "-m", "the source")
+	if err := os.WriteFile(filepath.Join(src, "uncommitted.go"), []byte("package drainit\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dist := t.TempDir()
+	var stderr bytes.Buffer
+	cmd := exec.Command("hack/release.sh", "--no-image", "--dist", dist, "v0.1.0")
+	cmd.Dir = src
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Errorf("hack/release.sh in a tree with changes: %v, want exit status 2", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "--allow-dirty") {
+		t.Errorf("want one line naming --allow-dirty, got:\n%s", stderr.String())
+	}
+	if entries, _ := os.ReadDir(dist); len(entries) > 0 {
+		t.Errorf("dist is not empty: %v", entries)
+	}
+}
+
 func TestRelease(t *testing.T) {
 	for _, tool := range []string{"make", "git", "sha256sum"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -141,25 +176,43 @@ func TestRelease(t *testing.T) {
 	tag := "drainit:" + version
 	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", tag).Run() })
 
+	// A clean clone (CI's) builds as a release is made; a developer's
+	// tree with changes needs ALLOW_DIRTY=1, and the record then says so.
+	revision := strings.TrimSpace(run(t, root, nil, "git", "rev-parse", "HEAD"))
+	makeArgs := []string{"--no-print-directory", "release", "VERSION=" + version}
+	scriptArgs := []string{"--no-image"}
+	if changes := strings.TrimSpace(run(t, root, nil, "git", "status", "--porcelain")); changes != "" {
+		revision += "-dirty"
+		makeArgs = append(makeArgs, "ALLOW_DIRTY=1")
+		scriptArgs = append(scriptArgs, "--allow-dirty")
+		t.Logf("the tree has changes: building with ALLOW_DIRTY=1, expecting revision %s:\n%s", revision, changes)
+	}
+
+	// Both builds under umask 077, which would leave the files unreadable
+	// to others: the binaries, and the image's /drainit, must be 0755.
+	umask := func(name string, args ...string) []string {
+		return append([]string{"-c", `umask 077 && exec "$@"`, "sh", name}, args...)
+	}
 	dist := t.TempDir()
 	start := time.Now()
 	if noDocker == "" {
-		run(t, root, nil, "make", "--no-print-directory", "release", "VERSION="+version, "DIST="+dist)
-		t.Logf("make release VERSION=%s: %v", version, time.Since(start).Round(time.Second))
+		run(t, root, nil, "sh", umask("make", append(makeArgs, "DIST="+dist)...)...)
+		t.Logf("make %s: %v", strings.Join(makeArgs[1:], " "), time.Since(start).Round(time.Second))
 	} else {
-		run(t, root, nil, "hack/release.sh", "--no-image", "--dist", dist, version)
-		t.Logf("hack/release.sh --no-image %s (no Docker): %v", version, time.Since(start).Round(time.Second))
+		run(t, root, nil, "sh", umask("hack/release.sh", append(scriptArgs, "--dist", dist, version)...)...)
+		t.Logf("hack/release.sh %s %s (no Docker): %v", strings.Join(scriptArgs, " "), version, time.Since(start).Round(time.Second))
 	}
 
 	// The second build: another path, no .git, an empty build cache.
 	start = time.Now()
 	src := copySource(t, root)
 	dist2 := t.TempDir()
-	run(t, src, []string{"GOCACHE=" + t.TempDir()}, "hack/release.sh", "--no-image", "--dist", dist2, version)
+	run(t, src, []string{"GOCACHE=" + t.TempDir()}, "sh", umask("hack/release.sh", "--no-image", "--dist", dist2, version)...)
 	t.Logf("the second build, from %s with an empty GOCACHE: %v", src, time.Since(start).Round(time.Second))
 
 	bin := func(arch string) string { return filepath.Join(dist, "drainit-"+version+"-linux-"+arch) }
-	names := []string{"SHA256SUMS", "drainit-" + version + "-linux-amd64", "drainit-" + version + "-linux-arm64"}
+	binaries := []string{"drainit-" + version + "-linux-amd64", "drainit-" + version + "-linux-arm64"}
+	names := append([]string{"BUILDINFO", "SHA256SUMS"}, binaries...)
 
 	t.Run("files", func(t *testing.T) {
 		var got []string
@@ -173,11 +226,41 @@ func TestRelease(t *testing.T) {
 		if !slices.Equal(got, names) {
 			t.Errorf("dist holds %v, want %v", got, names)
 		}
-		for _, arch := range arches {
-			if fi, err := os.Stat(bin(arch)); err != nil || fi.Mode().Perm()&0o111 == 0 {
-				t.Errorf("%s: not an executable file (%v)", bin(arch), err)
-			} else {
-				t.Logf("%s: %d bytes (%.2f MB)", filepath.Base(bin(arch)), fi.Size(), float64(fi.Size())/1e6)
+		// 0755 whatever the umask: an image whose USER is not root runs
+		// the binary it copies.
+		for _, d := range []string{dist, dist2} {
+			for _, name := range names {
+				want := os.FileMode(0o644)
+				if slices.Contains(binaries, name) {
+					want = 0o755
+				}
+				fi, err := os.Stat(filepath.Join(d, name))
+				if err != nil {
+					t.Error(err)
+				} else if fi.Mode() != want {
+					t.Errorf("%s: mode %v, want %v", filepath.Join(d, name), fi.Mode(), want)
+				} else if want == 0o755 && d == dist {
+					t.Logf("%s: %d bytes (%.2f MB)", name, fi.Size(), float64(fi.Size())/1e6)
+				}
+			}
+		}
+	})
+
+	// BUILDINFO names the commit and the toolchain; the copy without .git
+	// cannot name its commit, and says so.
+	t.Run("buildinfo", func(t *testing.T) {
+		bi, err := buildinfo.ReadFile(bin("amd64"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d, rev := range map[string]string{dist: revision, dist2: "unknown"} {
+			got, err := os.ReadFile(filepath.Join(d, "BUILDINFO"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("version %s\nrevision %s\ngo %s\n", version, rev, bi.GoVersion)
+			if string(got) != want {
+				t.Errorf("%s/BUILDINFO:\n%s\nwant:\n%s", d, got, want)
 			}
 		}
 	})
@@ -195,7 +278,7 @@ func TestRelease(t *testing.T) {
 	})
 
 	t.Run("reproducible", func(t *testing.T) {
-		for _, name := range names {
+		for _, name := range append([]string{"SHA256SUMS"}, binaries...) {
 			a, errA := os.ReadFile(filepath.Join(dist, name))
 			b, errB := os.ReadFile(filepath.Join(dist2, name))
 			if err := errors.Join(errA, errB); err != nil {
@@ -256,7 +339,7 @@ func TestRelease(t *testing.T) {
 		if noDocker != "" {
 			skipOrFail(t, noDocker)
 		}
-		checkImage(t, root, tag, version, engineArch, bin(engineArch))
+		checkImage(t, root, tag, version, revision, engineArch, bin(engineArch))
 	})
 	t.Run("copy-from", func(t *testing.T) {
 		if noDocker != "" {
@@ -357,9 +440,10 @@ func docker(t *testing.T, args ...string) string {
 	return run(t, "", nil, "docker", args...)
 }
 
-// checkImage: the labels, the entrypoint, one layer holding /drainit alone
+// checkImage: the labels (revision as BUILDINFO's, taken before the
+// build), the entrypoint, one layer holding /drainit alone
 // and byte for byte the release binary, and the image answers --version.
-func checkImage(t *testing.T, root, tag, version, engineArch, binary string) {
+func checkImage(t *testing.T, root, tag, version, revision, engineArch, binary string) {
 	var images []struct {
 		Architecture, Os string
 		Config           struct {
@@ -372,10 +456,6 @@ func checkImage(t *testing.T, root, tag, version, engineArch, binary string) {
 		t.Fatalf("docker image inspect %s: %v", tag, err)
 	}
 	img := images[0]
-	revision := strings.TrimSpace(run(t, root, nil, "git", "rev-parse", "HEAD"))
-	if strings.TrimSpace(run(t, root, nil, "git", "status", "--porcelain")) != "" {
-		revision += "-dirty"
-	}
 	licenses := "NOASSERTION" // no LICENSE file yet: SPDX's "nothing stated"
 	if _, err := os.Stat(filepath.Join(root, "LICENSE")); err == nil {
 		licenses = img.Config.Labels["org.opencontainers.image.licenses"]

@@ -42,8 +42,14 @@ func lookPath(file string) (string, error) {
 	if !ok {
 		path = defaultPath
 	}
+	dirs := filepath.SplitList(path)
+	if path == "" {
+		// SplitList gives no entry for "", but an empty PATH is one empty
+		// entry to execvp and a shell: the current directory.
+		dirs = []string{""}
+	}
 	denied := ""
-	for _, dir := range filepath.SplitList(path) {
+	for _, dir := range dirs {
 		if dir == "" {
 			dir = "."
 		}
@@ -60,7 +66,7 @@ func lookPath(file string) (string, error) {
 			}
 			continue
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFREG && executable(p, st.Mode) {
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && executable(p) {
 			return p, nil
 		}
 		// A directory, or a file without the x bit for us: execve would
@@ -76,18 +82,11 @@ func lookPath(file string) (string, error) {
 }
 
 // executable tells whether execve may run p, by the effective IDs as the
-// kernel judges (root needs one x bit).
-func executable(p string, mode uint32) bool {
-	err := unix.Faccessat(unix.AT_FDCWD, p, unix.X_OK, unix.AT_EACCESS)
-	switch {
-	case err == nil:
-		return true
-	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM):
-		// No faccessat2 for AT_EACCESS (old kernels), or a seccomp
-		// profile that refuses it: judge by the bits, as os/exec does.
-		return mode&0o111 != 0
-	}
-	return false
+// kernel judges (root needs one x bit). Where faccessat2 is missing (old
+// kernels) or refused (ENOSYS or EPERM from a seccomp profile), x/sys's
+// Faccessat already judges by the mode bits and IDs itself, as glibc does.
+func executable(p string) bool {
+	return unix.Faccessat(unix.AT_FDCWD, p, unix.X_OK, unix.AT_EACCESS) == nil
 }
 
 // forkExec starts path and, when the kernel refuses it with ENOEXEC (a

@@ -150,4 +150,9 @@ func TestLookPath(t *testing.T) {
 	if _, out, err := run(t, "cmd"); err != nil || out != "b\n" {
 		t.Fatalf("cmd from the current directory: %q, %v", out, err)
 	}
+	// So is an empty PATH, a single empty entry (execvp, sh).
+	t.Setenv("PATH", "")
+	if _, out, err := run(t, "cmd"); err != nil || out != "b\n" {
+		t.Fatalf("cmd with PATH=\"\": %q, %v; want the one in the current directory", out, err)
+	}
 }
