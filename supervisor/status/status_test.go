@@ -148,7 +148,7 @@ jobs:      2 jobs held:
 	st.Deadline = &final
 	b.Reset()
 	status.Text(&b, st, t0.Add(70*time.Second))
-	for _, s := range []string{"phase:     stopping", "left:      none: 11s ago was the final deadline (23:41:00 UTC)", "jobs:      2 jobs still held when the drain ended, cut by the stop:"} {
+	for _, s := range []string{"phase:     stopping", "left:      none: 11s ago was the final deadline (23:41:00 UTC): every process left is killed and drainit exits then at the latest\n", "jobs:      2 jobs still held when the drain ended, cut by the stop:"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("stopping: no %q in:\n%s", s, b.String())
 		}
