@@ -47,6 +47,7 @@ type report struct {
 	finishedAtEnd int
 
 	// The state file: nil out means none.
+	writer    status.Writer // this drainit, as the file names it
 	out       chan status.State
 	done      chan struct{}
 	written   int // changes when the file was last brought up to date
@@ -66,9 +67,18 @@ func newReport() report {
 	return report{locks: map[string]time.Time{}, procs: map[procKey]status.Job{}, written: -1}
 }
 
-// publish starts the writer of the state file at path.
+// publish starts the writer of the state file at path. Without /proc
+// drainit cannot say which process it is, and a file that does not say
+// would be believed by a drainit status in any container that shares it:
+// then there is none.
 func (s *state) publish(path string) {
 	r := &s.report
+	w, err := status.Self()
+	if err != nil {
+		s.log.Debug("no state file: drainit cannot tell which process it is; drainit status will say no drainit runs", "path", path, "err", err)
+		return
+	}
+	r.writer = w
 	r.out = make(chan status.State, 1)
 	r.done = make(chan struct{})
 	go writeStates(path, s.log, r.out, r.done)
@@ -95,11 +105,12 @@ func (s *state) unpublish() {
 // `drainit status`.
 func writeStates(path string, log *slog.Logger, in <-chan status.State, done chan<- struct{}) {
 	defer close(done)
-	said, wrote := false, false
+	said := false
+	var last os.FileInfo // the file this drainit last put at path
 	for st := range in {
-		err := status.Write(path, st)
+		fi, err := status.Write(path, st)
 		if err == nil {
-			wrote = true
+			last = fi
 			continue
 		}
 		if !said {
@@ -107,13 +118,22 @@ func writeStates(path string, log *slog.Logger, in <-chan status.State, done cha
 			log.Debug("cannot write the state file: drainit status will say no drainit runs; set DRAINIT_STATE (--state) to a writable path, like one in an emptyDir volume", "path", path, "err", err)
 		}
 	}
-	if !wrote {
+	if last == nil {
 		return
 	}
-	// drainit status checks that the PID in a file left behind is a
-	// drainit, but a container restart brings a new drainit as the same
-	// PID 1: remove it, so that only a live drainit's state is there.
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// drainit status checks that the file's drainit still runs, but
+	// removing it leaves no doubt. Only this drainit's own: the drainit
+	// of another container that shares the volume may have written the
+	// path since, and its status must not vanish.
+	fi, err := os.Lstat(path)
+	if err == nil && !os.SameFile(fi, last) {
+		log.Debug("another drainit sharing the state file has written it since; leaving it", "path", path)
+		return
+	}
+	if err == nil {
+		err = os.Remove(path)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Debug("cannot remove the state file", "path", path, "err", err)
 	}
 }
@@ -240,7 +260,7 @@ func (r *report) jobs() []status.Job {
 func (s *state) snapshot() status.State {
 	// Copies, not pointers into the controller's state: the writer reads
 	// them on its own goroutine.
-	st := status.State{Phase: s.phase.String(), PID: os.Getpid(), AppPID: s.app}
+	st := status.State{Phase: s.phase.String(), PID: os.Getpid(), AppPID: s.app, Writer: s.report.writer}
 	t0, drainEnd, budgetEnd := s.t0, s.drainEnd, s.budgetEnd
 	switch s.phase {
 	case draining:

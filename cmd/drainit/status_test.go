@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	drainitstatus "github.com/drainit/drainit/supervisor/status"
 )
 
 // statusJSON is what drainit status --json prints.
@@ -230,52 +232,127 @@ func TestStatusNoDrainit(t *testing.T) {
 }
 
 // A state file left behind by a drainit that is gone counts as none: its
-// PID gone, or reused by another program.
+// PID gone, or reused by another process (this test's, which did not
+// start when the file says).
 func TestStatusStaleFile(t *testing.T) {
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
+	me, err := drainitstatus.Self()
+	if err != nil {
 		t.Fatal(err)
 	}
-	other := exec.Command("sleep", "1000")
-	if err := other.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
-	// Start returns while the kernel may still be setting up sleep's
-	// arguments, which /proc shows empty until then.
-	eventually(t, long, "sleep's command line", func() bool {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(other.Process.Pid) + "/cmdline")
-		return len(b) > 0
-	})
-	for pid, why := range map[int]string{gone.Process.Pid: "no process", other.Process.Pid: "is sleep, not drainit"} {
+	reused := me
+	reused.StartTicks++
+	for _, c := range []struct {
+		pid    int
+		writer drainitstatus.Writer
+		why    string
+	}{
+		{impossiblePID(t), me, "no process " + strconv.Itoa(impossiblePID(t))},
+		{os.Getpid(), reused, "is another process, started at another time"},
+	} {
 		state := filepath.Join(t.TempDir(), "state.json")
-		content := `{"phase":"draining","pid":` + strconv.Itoa(pid) + `,"app_pid":7,"jobs":[],"stop_signal_at":null,"deadline":null}`
-		if err := os.WriteFile(state, []byte(content), 0o644); err != nil {
+		st := drainitstatus.State{Phase: drainitstatus.Draining, PID: c.pid, AppPID: 7, Writer: c.writer}
+		if _, err := drainitstatus.Write(state, st); err != nil {
 			t.Fatal(err)
 		}
 		_, errOut, code := runCmd(t, drainitBin, "status", "--state", state)
-		if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no drainit running") || !strings.Contains(errOut, why) {
-			t.Errorf("pid %d: exit %d, %q", pid, code, errOut)
+		if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no drainit running: "+state+" was left by a drainit that is gone") || !strings.Contains(errOut, c.why) {
+			t.Errorf("pid %d: exit %d, %q", c.pid, code, errOut)
 		}
 	}
 }
 
-// drainit status run outside drainit's PID namespace reads PID 1 as the
-// machine's init, which is no drainit.
-func TestStatusOutsideNamespace(t *testing.T) {
-	if b, _ := os.ReadFile("/proc/1/cmdline"); bytes.Contains(b, []byte("drainit")) {
-		skipOrFail(t, "this machine's PID 1 is a drainit")
+// impossiblePID is pid_max, one above the highest PID the kernel gives.
+func impossiblePID(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
 	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// drainit status run outside drainit's PID namespace cannot tell which
+// process the file's PID is: the file is another drainit's.
+func TestStatusOutsideNamespace(t *testing.T) {
 	dir := lockDir(t)
 	state := filepath.Join(t.TempDir(), "state.json")
 	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--state", state, "--", selfBin)
 	p.waitLine(`^ready`, long)
 	waitState(t, state, "running", 0)
-	if _, errOut, code := runCmd(t, drainitBin, "status", "--state", state); code != 1 || !strings.Contains(errOut, "not drainit") {
+	if _, errOut, code := runCmd(t, drainitBin, "status", "--state", state); code != 1 || !strings.Contains(errOut, "no drainit running: "+state+" was written by another drainit, in another PID namespace") {
 		t.Errorf("exit %d, %q", code, errOut)
 	}
 	p.signal(syscall.SIGTERM)
 	p.wait(long)
+}
+
+// Two containers of a pod can share a volume, and so a state file; each
+// one's drainit is PID 1 in its own PID namespace. drainit status in one
+// does not take the other's drainit for its own, and a drainit that exits
+// leaves a file the other wrote since.
+func TestStatusSharedStateFile(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	nsOf := func(p *proc) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat("/proc/"+strconv.Itoa(p.pid)+"/ns/pid", &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	writtenIn := func(ns uint64) bool {
+		var f struct {
+			Writer struct {
+				Ino uint64 `json:"pid_ns_ino"`
+			} `json:"writer"`
+		}
+		b, err := os.ReadFile(state)
+		return err == nil && json.Unmarshal(b, &f) == nil && f.Writer.Ino == ns
+	}
+	// a stops first and is left in its stopping phase, its app ignoring
+	// the stop signal until USR1: it writes no more.
+	a := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=10")},
+		"--grace", "60s", "--stop-timeout", "20s", "--state", state, "--", selfBin)
+	a.waitLine(`^ready`, long)
+	a.signal(syscall.SIGTERM)
+	a.waitLine(`^signal 15$`, long)
+	waitState(t, state, "stopping", 0)
+	if !writtenIn(nsOf(a)) {
+		t.Fatalf("the state file is not a's")
+	}
+	// b starts and writes over it.
+	b := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--state", state, "--", selfBin)
+	b.waitLine(`^ready`, long)
+	eventually(t, long, "b's state over a's", func() bool { return writtenIn(nsOf(b)) })
+
+	_, errOut, code := status(t, pid1, a, state)
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no drainit running: "+state+" was written by another drainit, in another PID namespace") {
+		t.Errorf("drainit status in a's namespace, on b's file: exit %d, %q", code, errOut)
+	}
+	if st := statusOf(t, pid1, b, state); st.Phase != "running" || st.PID != 1 {
+		t.Errorf("drainit status in b's namespace: %+v", st)
+	}
+
+	a.signal(syscall.SIGUSR1)
+	if code := a.wait(long); code != 0 {
+		t.Fatalf("a: exit code %d", code)
+	}
+	if !writtenIn(nsOf(b)) {
+		t.Fatalf("a removed or replaced b's state file as it exited")
+	}
+	if st := statusOf(t, pid1, b, state); st.Phase != "running" {
+		t.Errorf("drainit status in b's namespace after a's exit: %+v", st)
+	}
+	b.signal(syscall.SIGTERM)
+	if code := b.wait(long); code != 0 {
+		t.Fatalf("b: exit code %d", code)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("b left its own state file: %v", err)
+	}
 }
 
 // A state directory that cannot be written costs drainit status and
@@ -283,6 +360,9 @@ func TestStatusOutsideNamespace(t *testing.T) {
 func TestStatusReadOnlyStateDir(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "mounting a read-only tmpfs needs root")
+	}
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		skipOrFail(t, "nsenter not found: apt-get install util-linux")
 	}
 	ro := t.TempDir()
 	dir := lockDir(t)
@@ -297,11 +377,9 @@ func TestStatusReadOnlyStateDir(t *testing.T) {
 	p.waitLine(`draining by=SIGTERM locks="1 `, long)
 	// drainit status in drainit's mount namespace, where the directory
 	// is read-only: no state file, so no drainit.
-	if _, err := exec.LookPath("nsenter"); err == nil {
-		_, errOut, code := runCmd(t, "nsenter", "-t", strconv.Itoa(p.pid), "-m", "--", drainitBin, "status", "--state", state)
-		if code != 1 || !strings.Contains(errOut, "no drainit running") {
-			t.Errorf("status: exit %d, %q", code, errOut)
-		}
+	_, errOut, code := runCmd(t, "nsenter", "-t", strconv.Itoa(p.pid), "-m", "--", drainitBin, "status", "--state", state)
+	if code != 1 || !strings.Contains(errOut, "no drainit running: no state file") {
+		t.Errorf("status: exit %d, %q", code, errOut)
 	}
 	os.Remove(dir + "/job.lock")
 	if code := p.wait(long); code != 0 {
