@@ -91,6 +91,11 @@ func (s *state) unpublish() {
 	if r.out == nil {
 		return
 	}
+	// A state not yet written would be written only to be removed.
+	select {
+	case <-r.out:
+	default:
+	}
 	close(r.out)
 	select {
 	case <-r.done:

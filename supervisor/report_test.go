@@ -76,6 +76,20 @@ func TestStateFileCoalesces(t *testing.T) {
 	}
 }
 
+// A state still waiting for the writer when drainit exits is dropped, not
+// written only to be removed.
+func TestUnpublishDropsThePendingState(t *testing.T) {
+	s := testState(Config{})
+	published(s)
+	s.report.done = make(chan struct{})
+	close(s.report.done) // the writer has nothing left to finish
+	s.observe(time.Now())
+	s.unpublish()
+	if st, ok := <-s.report.out; ok {
+		t.Errorf("the writer would still get %+v", st)
+	}
+}
+
 // Jobs are counted as finished when they leave, and what is held when the
 // drain ends is what the stop cut, each since first seen.
 func TestReportFollowsJobs(t *testing.T) {
