@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/drainit/drainit/supervisor/internal/drainlog"
-	"github.com/drainit/drainit/supervisor/procjobs"
 	"github.com/drainit/drainit/supervisor/status"
 )
 
@@ -214,7 +213,7 @@ func (s *state) followJobs(now time.Time) {
 	for pid, p := range s.procs {
 		k := procKey{pid, p.Start}
 		if _, ok := r.procs[k]; !ok {
-			r.procs[k] = status.Job{PID: pid, Command: procCommand(p), Since: now}
+			r.procs[k] = status.Job{PID: pid, Command: p.Command(), Since: now}
 			r.changes++
 		}
 	}
@@ -231,13 +230,6 @@ func (s *state) followJobs(now time.Time) {
 
 func sameSlice(a, b []string) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
-}
-
-// procCommand is a job's command line, shortened as logs show it.
-func procCommand(p procjobs.Proc) string {
-	name := p.String() // pid N (command)
-	_, cmd, _ := strings.Cut(name, " (")
-	return strings.TrimSuffix(cmd, ")")
 }
 
 // jobs lists what is held, oldest first.

@@ -21,7 +21,6 @@ const (
 	// maxCutNamed bounds the cut jobs named, so that the counts and the
 	// app's fate, around them, always fit.
 	maxCutNamed = 20
-	maxJobName  = 160
 )
 
 // stopSummary is what the termination message says.
@@ -52,7 +51,7 @@ func terminationMessage(s stopSummary) string {
 		by = "SIG" + signals.Name(s.cause)
 	}
 	fmt.Fprintf(&b, "drainit: stop by %s at %s; drain took %s; %s finished",
-		by, s.t0.UTC().Format(time.RFC3339), s.took.Round(time.Millisecond), jobCount(s.finished))
+		by, s.t0.UTC().Format(time.RFC3339), s.took.Round(time.Millisecond), plural(s.finished, "job", "jobs"))
 	switch {
 	case len(s.cut) == 0:
 		b.WriteString(", none cut\n")
@@ -63,7 +62,7 @@ func terminationMessage(s stopSummary) string {
 	}
 	tail := fmt.Sprintf("app: %s; drainit exit code %d\n", s.appStatus, s.code)
 	for i, j := range s.cut {
-		line := fmt.Sprintf("  %s (held %s)\n", clip(j.Name(), maxJobName), s.cutAt.Sub(j.Since).Round(time.Second))
+		line := fmt.Sprintf("  %s (held %s)\n", short(j.Name()), s.cutAt.Sub(j.Since).Round(time.Second))
 		// Room kept for the count of the rest and the tail.
 		if i == maxCutNamed || b.Len()+len(line)+len("  … and 123456 more\n")+len(tail) > maxMessageBytes {
 			fmt.Fprintf(&b, "  … and %d more\n", len(s.cut)-i)
@@ -73,21 +72,6 @@ func terminationMessage(s stopSummary) string {
 	}
 	b.WriteString(tail)
 	return bound(b.String())
-}
-
-func jobCount(n int) string {
-	if n == 1 {
-		return "1 job"
-	}
-	return fmt.Sprintf("%d jobs", n)
-}
-
-// clip shortens s to at most n runes.
-func clip(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }
 
 // bound keeps a message within what Kubernetes keeps, cutting at a line's

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +169,18 @@ func BenchmarkScan(b *testing.B) {
 			}
 			b.ReportMetric(n(), "procs")
 		})
+	}
+}
+
+// Command is the command line logs and drainit status show, the one
+// String names the job by.
+func TestCommand(t *testing.T) {
+	long := procjobs.Proc{PID: 7, Cmd: strings.Repeat("x", 100)}
+	if got := long.Command(); got != strings.Repeat("x", 80)+"…" {
+		t.Errorf("long: %q", got)
+	}
+	short := procjobs.Proc{PID: 7, Cmd: "php job.php 42"}
+	if short.Command() != "php job.php 42" || long.String() != "pid 7 ("+long.Command()+")" {
+		t.Errorf("%q, %q", short.Command(), long.String())
 	}
 }

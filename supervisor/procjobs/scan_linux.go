@@ -69,6 +69,10 @@ type Proc struct {
 // String names the job in logs: pid 123 (php job.php 42).
 func (p Proc) String() string { return fmt.Sprintf("pid %d (%s)", p.PID, short(p.Cmd)) }
 
+// Command is the job's command line as logs and drainit status show it,
+// a long one cut short.
+func (p Proc) Command() string { return short(p.Cmd) }
+
 // Child tells whether Self is p's parent, so that its exit reaches Self's
 // reaper as a SIGCHLD and needs no pidfd.
 func (p Proc) Child(self int) bool { return p.PPID == self }
