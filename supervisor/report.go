@@ -34,7 +34,7 @@ const removeWithin = 250 * time.Millisecond
 // are touched only from control's loop, through observe, except out,
 // which its writer reads.
 type report struct {
-	locks    map[string]time.Time // held locks, by when first seen
+	locks    map[string]time.Time // held locks, by when they began
 	procs    map[procKey]status.Job
 	lastHeld []string // s.held when last looked at
 	finished int      // jobs that ended during the drain
@@ -191,9 +191,12 @@ func (r *report) wake(t time.Time, ok bool) (time.Time, bool) {
 }
 
 // followJobs compares the held locks and process jobs with those known,
-// noting new ones with the time they were first seen and counting those
-// that ended. Locks come as a new slice with each snapshot from the
-// watcher: an unchanged slice needs no look.
+// noting new ones with the time they began and counting those that ended.
+// Jobs are watched from the stop on, so the time drainit first saw them
+// is the stop's for every job already running then: a process job began
+// when its process started, a lock when its file was last changed. Locks
+// come as a new slice with each snapshot from the watcher: an unchanged
+// slice needs no look.
 func (s *state) followJobs(now time.Time) {
 	r := &s.report
 	if !sameSlice(s.held, r.lastHeld) {
@@ -202,7 +205,7 @@ func (s *state) followJobs(now time.Time) {
 		released, added := drainlog.Diff(r.lastHeld, s.held)
 		r.lastHeld = s.held
 		for _, l := range added {
-			r.locks[l] = now
+			r.locks[l] = lockSince(l, s.phase, now)
 		}
 		for _, l := range released {
 			delete(r.locks, l)
@@ -213,7 +216,11 @@ func (s *state) followJobs(now time.Time) {
 	for pid, p := range s.procs {
 		k := procKey{pid, p.Start}
 		if _, ok := r.procs[k]; !ok {
-			r.procs[k] = status.Job{PID: pid, Command: p.Command(), Since: now}
+			since := now
+			if t, ok := p.Started(); ok && t.Before(now) {
+				since = t
+			}
+			r.procs[k] = status.Job{PID: pid, Command: p.Command(), Since: since}
 			r.changes++
 		}
 	}
@@ -226,6 +233,22 @@ func (s *state) followJobs(now time.Time) {
 			}
 		}
 	}
+}
+
+// lockSince is when a lock first seen at now began: its file's last
+// change (a job writes its lock once, as it starts), or now where that
+// cannot be read or is later. One lstat per new lock, and only while
+// draining: after the drain the jobs held are what the stop cut, and no
+// new one counts.
+func lockSince(path string, ph phase, now time.Time) time.Time {
+	if ph != draining {
+		return now
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.ModTime().Before(now) {
+		return now
+	}
+	return fi.ModTime()
 }
 
 func sameSlice(a, b []string) bool {

@@ -123,7 +123,13 @@ func TestStatusPhases(t *testing.T) {
 			t.Errorf("running: %+v", st)
 		}
 
+		// A job that took its lock an hour before the stop has held it
+		// that long.
 		if err := os.WriteFile(lock, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		locked := time.Now().Add(-time.Hour).Truncate(time.Second)
+		if err := os.Chtimes(lock, locked, locked); err != nil {
 			t.Fatal(err)
 		}
 		before := time.Now()
@@ -131,7 +137,7 @@ func TestStatusPhases(t *testing.T) {
 		p.waitLine(`draining by=SIGTERM locks="1 `, long)
 		waitState(t, state, "draining", 1)
 		out, _, code = status(t, m, p, state)
-		if code != 0 || !strings.Contains(out, "phase:     draining") || !strings.Contains(out, "jobs:      1 job held:\n  "+lock+"  held ") ||
+		if code != 0 || !strings.Contains(out, "phase:     draining") || !strings.Contains(out, "jobs:      1 job held:\n  "+lock+"  held 1h0m") ||
 			!strings.Contains(out, "until the drain deadline") || !strings.Contains(out, "stop:      ") {
 			t.Errorf("draining: exit %d:\n%s", code, out)
 		}
@@ -143,7 +149,7 @@ func TestStatusPhases(t *testing.T) {
 		if d := st.Deadline.Sub(*st.StopSignalAt); d != 39*time.Second {
 			t.Errorf("draining: deadline %v after the stop, want 39s", d)
 		}
-		if st.StopSignalAt.Before(before.Add(-time.Second)) || st.Jobs[0].Since.Before(*st.StopSignalAt) || *st.LeftSeconds > 39 || *st.LeftSeconds < 20 {
+		if st.StopSignalAt.Before(before.Add(-time.Second)) || !st.Jobs[0].Since.Equal(locked) || st.Jobs[0].HeldSeconds < 3600 || *st.LeftSeconds > 39 || *st.LeftSeconds < 20 {
 			t.Errorf("draining: times do not add up: %+v, stop %v, since %v", st, *st.StopSignalAt, st.Jobs[0].Since)
 		}
 
@@ -172,7 +178,8 @@ func TestStatusPhases(t *testing.T) {
 	})
 }
 
-// A process job is listed with its PID and command line.
+// A process job is listed with its PID and command line, held since it
+// started, before the stop.
 func TestStatusProcessJob(t *testing.T) {
 	for _, m := range []mode{pid1, {}} {
 		t.Run(m.String(), func(t *testing.T) {
@@ -180,6 +187,7 @@ func TestStatusProcessJob(t *testing.T) {
 			word := jobWord()
 			marker := filepath.Join(t.TempDir(), "draining")
 			state := filepath.Join(t.TempDir(), "state.json")
+			launched := time.Now()
 			p := start(t, m, opts{env: pjobEnv(word, marker)}, append([]string{"--job", word, "--marker", marker, "--state", state, "--"}, app(child(word, "1h", "a"))...)...)
 			job := p.waitSeen2(`^pjob a started pid=(\d+)`)
 			p.waitSeen(`^ready`, long)
@@ -192,6 +200,10 @@ func TestStatusProcessJob(t *testing.T) {
 			}
 			if strconv.Itoa(st.Jobs[0].PID) != job {
 				t.Errorf("job pid %d, the job said %s", st.Jobs[0].PID, job)
+			}
+			// /proc counts start times in ticks of 10ms.
+			if since := st.Jobs[0].Since; since.Before(launched.Add(-10*time.Millisecond)) || !since.Before(*st.StopSignalAt) {
+				t.Errorf("job held since %v, want from its start, between drainit's start %v and the stop %v", since, launched, *st.StopSignalAt)
 			}
 			out, _, _ := status(t, m, p, state)
 			if !strings.Contains(out, "  pid "+strconv.Itoa(st.Jobs[0].PID)+" (") {
@@ -428,6 +440,8 @@ func TestTerminationMessage(t *testing.T) {
 				p.waitLine(`^ready`, long)
 				os.WriteFile(dir+"/stuck.lock", nil, 0o644)
 				os.WriteFile(dir+"/quick.lock", nil, 0o644)
+				locked := time.Now().Add(-time.Hour)
+				os.Chtimes(dir+"/stuck.lock", locked, locked)
 				p.signal(syscall.SIGTERM)
 				p.waitLine(`draining by=SIGTERM locks="2 `, long)
 				os.Remove(dir + "/quick.lock")
@@ -440,7 +454,7 @@ func TestTerminationMessage(t *testing.T) {
 					t.Fatal(err)
 				}
 				msg := string(b)
-				if !strings.Contains(msg, "; 1 job finished, 1 cut at the drain deadline:\n  "+dir+"/stuck.lock (held ") || !strings.HasSuffix(msg, "app: exit 0; drainit exit code 0\n") {
+				if !strings.Contains(msg, "; 1 job finished, 1 cut at the drain deadline:\n  "+dir+"/stuck.lock (held 1h0m") || !strings.HasSuffix(msg, "app: exit 0; drainit exit code 0\n") {
 					t.Errorf("message:\n%s", msg)
 				}
 			})

@@ -184,3 +184,21 @@ func TestCommand(t *testing.T) {
 		t.Errorf("%q, %q", short.Command(), long.String())
 	}
 }
+
+// Started is when the process started, to the tick (10ms) /proc counts in.
+func TestStarted(t *testing.T) {
+	before := time.Now()
+	a := sleeper(t, "1004")
+	after := time.Now()
+	for _, p := range procjobs.Scan(procjobs.Rules{Orphans: true}, procjobs.Scope{Self: os.Getpid()}) {
+		if p.PID != a.Process.Pid {
+			continue
+		}
+		started, ok := p.Started()
+		if !ok || started.Before(before.Add(-10*time.Millisecond)) || started.After(after.Add(time.Millisecond)) {
+			t.Errorf("started %v (%v), want between %v and %v", started, ok, before, after)
+		}
+		return
+	}
+	t.Fatalf("scan did not find the sleeper")
+}
