@@ -436,7 +436,10 @@ func TestTerminationMessage(t *testing.T) {
 				t.Parallel()
 				dir := lockDir(t)
 				term := filepath.Join(t.TempDir(), "termination-log")
-				p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--grace", "4s", "--stop-timeout", "1s", "--termination-log", term, "--", selfBin)
+				// The drain deadline comes 6s after the stop: room, on a
+				// loaded machine under -race, for quick.lock's release to
+				// be seen before it, while stuck.lock is cut at it.
+				p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--grace", "8s", "--stop-timeout", "1s", "--termination-log", term, "--", selfBin)
 				p.waitLine(`^ready`, long)
 				os.WriteFile(dir+"/stuck.lock", nil, 0o644)
 				os.WriteFile(dir+"/quick.lock", nil, 0o644)
