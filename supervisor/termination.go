@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -123,15 +124,20 @@ func (s *state) writeTerminationLog(path string, code int) {
 		return
 	}
 	// The kubelet makes the file; outside Kubernetes a path given on
-	// purpose is made here.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// purpose is made here. Never through a symlink, as every file
+	// drainit writes as root: the kubelet's file is a bind mount, which
+	// O_NOFOLLOW lets through.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err == nil {
 		_, err = f.WriteString(msg)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.ELOOP):
+		s.log.Warn("cannot write the termination message: the path is a symlink, and drainit does not write through one; kubectl describe pod will not show how the stop went: set DRAINIT_TERMINATION_LOG (--termination-log) to the file itself", "path", path, "err", err)
+	case err != nil:
 		s.log.Warn("cannot write the termination message; kubectl describe pod will not show how the stop went: check DRAINIT_TERMINATION_LOG (--termination-log)", "path", path, "err", err)
 	}
 }

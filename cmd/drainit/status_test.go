@@ -475,6 +475,31 @@ func TestTerminationMessage(t *testing.T) {
 			t.Errorf("a message where the app exited by itself and nothing was cut, which hides the kubelet's fallback to the log:\n%s", b)
 		}
 	})
+	// drainit, often root, writes through no symlink: one planted at
+	// the path could aim its write at any file.
+	t.Run("symlink", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		target, link := filepath.Join(dir, "target"), filepath.Join(dir, "termination-log")
+		if err := os.WriteFile(target, []byte("keep\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		p := start(t, mode{}, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--termination-log", link, "--", selfBin)
+		p.waitLine(`^ready`, long)
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(long); code != 0 {
+			t.Fatalf("exit code %d, want the app's 0", code)
+		}
+		if b, _ := os.ReadFile(target); string(b) != "keep\n" {
+			t.Errorf("written through the symlink: %q", b)
+		}
+		if n := strings.Count(p.transcript(), "warn: cannot write the termination message: the path is a symlink"); n != 1 {
+			t.Errorf("%d warnings that the path is a symlink, want 1", n)
+		}
+	})
 	t.Run("unwritable", func(t *testing.T) {
 		t.Parallel()
 		term := t.TempDir() // a directory
