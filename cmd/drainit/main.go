@@ -8,8 +8,10 @@
 //	drainit version                           (also drainit --version)
 //
 // Every flag can also be set by its environment variable; a flag on the
-// command line beats its variable. Lists in variables are ':'-separated.
-// Durations take Go syntax (90s, 5m) or plain seconds (300).
+// command line beats its variable. A variable set to the empty string
+// counts as unset, except DRAINIT_STATE and DRAINIT_TERMINATION_LOG, which
+// it turns off. Lists in variables are ':'-separated. Durations take Go
+// syntax (90s, 5m) or plain seconds (300).
 //
 //	DRAINIT_LOCK          --lock GLOB       lock file pattern, repeatable (none)
 //	DRAINIT_GRACE         --grace DUR       budget from the first stop signal to drainit's exit (30s);
@@ -134,7 +136,7 @@ func dispatch(args []string, caught *signals.Caught) int {
 			return runStatus(args[1:])
 		}
 	}
-	cfg, log, err := parseSupervise(args, os.Getenv)
+	cfg, log, err := parseSupervise(args, os.LookupEnv)
 	if err != nil {
 		return fail(err, superviseUsage)
 	}

@@ -235,6 +235,13 @@ func TestStatusNoDrainit(t *testing.T) {
 	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 1 {
 		t.Errorf("DRAINIT_STATE: %v", err)
 	}
+	// The container's DRAINIT_STATE='' turned drainit's file off.
+	cmd = exec.Command(drainitBin, "status")
+	var errBuf bytes.Buffer
+	cmd.Env, cmd.Stderr = append(os.Environ(), "DRAINIT_STATE="), &errBuf
+	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 1 || strings.Count(errBuf.String(), "\n") != 1 || !strings.Contains(errBuf.String(), "DRAINIT_STATE is set to '', which tells drainit to keep no state file") {
+		t.Errorf("DRAINIT_STATE='': %v, %q", err, errBuf.String())
+	}
 	for _, args := range [][]string{{"--bogus"}, {"extra"}, {"--json=maybe"}, {"--state="}} {
 		_, errOut, code := runCmd(t, append([]string{drainitBin, "status"}, args...)...)
 		if code != 2 || strings.Count(errOut, "\n") != 1 {
