@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/drainit/drainit/supervisor/internal/drainlog"
-	"github.com/drainit/drainit/supervisor/procjobs"
 	"github.com/drainit/drainit/supervisor/status"
 )
 
@@ -35,7 +34,7 @@ const removeWithin = 250 * time.Millisecond
 // are touched only from control's loop, through observe, except out,
 // which its writer reads.
 type report struct {
-	locks    map[string]time.Time // held locks, by when first seen
+	locks    map[string]time.Time // held locks, by when they began
 	procs    map[procKey]status.Job
 	lastHeld []string // s.held when last looked at
 	finished int      // jobs that ended during the drain
@@ -47,6 +46,7 @@ type report struct {
 	finishedAtEnd int
 
 	// The state file: nil out means none.
+	writer    status.Writer // this drainit, as the file names it
 	out       chan status.State
 	done      chan struct{}
 	written   int // changes when the file was last brought up to date
@@ -66,9 +66,18 @@ func newReport() report {
 	return report{locks: map[string]time.Time{}, procs: map[procKey]status.Job{}, written: -1}
 }
 
-// publish starts the writer of the state file at path.
+// publish starts the writer of the state file at path. Without /proc
+// drainit cannot say which process it is, and a file that does not say
+// would be believed by a drainit status in any container that shares it:
+// then there is none.
 func (s *state) publish(path string) {
 	r := &s.report
+	w, err := status.Self()
+	if err != nil {
+		s.log.Debug("no state file: drainit cannot tell which process it is; drainit status will say no drainit runs", "path", path, "err", err)
+		return
+	}
+	r.writer = w
 	r.out = make(chan status.State, 1)
 	r.done = make(chan struct{})
 	go writeStates(path, s.log, r.out, r.done)
@@ -80,6 +89,11 @@ func (s *state) unpublish() {
 	r := &s.report
 	if r.out == nil {
 		return
+	}
+	// A state not yet written would be written only to be removed.
+	select {
+	case <-r.out:
+	default:
 	}
 	close(r.out)
 	select {
@@ -95,11 +109,12 @@ func (s *state) unpublish() {
 // `drainit status`.
 func writeStates(path string, log *slog.Logger, in <-chan status.State, done chan<- struct{}) {
 	defer close(done)
-	said, wrote := false, false
+	said := false
+	var last os.FileInfo // the file this drainit last put at path
 	for st := range in {
-		err := status.Write(path, st)
+		fi, err := status.Write(path, st)
 		if err == nil {
-			wrote = true
+			last = fi
 			continue
 		}
 		if !said {
@@ -107,13 +122,22 @@ func writeStates(path string, log *slog.Logger, in <-chan status.State, done cha
 			log.Debug("cannot write the state file: drainit status will say no drainit runs; set DRAINIT_STATE (--state) to a writable path, like one in an emptyDir volume", "path", path, "err", err)
 		}
 	}
-	if !wrote {
+	if last == nil {
 		return
 	}
-	// drainit status checks that the PID in a file left behind is a
-	// drainit, but a container restart brings a new drainit as the same
-	// PID 1: remove it, so that only a live drainit's state is there.
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// drainit status checks that the file's drainit still runs, but
+	// removing it leaves no doubt. Only this drainit's own: the drainit
+	// of another container that shares the volume may have written the
+	// path since, and its status must not vanish.
+	fi, err := os.Lstat(path)
+	if err == nil && !os.SameFile(fi, last) {
+		log.Debug("another drainit sharing the state file has written it since; leaving it", "path", path)
+		return
+	}
+	if err == nil {
+		err = os.Remove(path)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Debug("cannot remove the state file", "path", path, "err", err)
 	}
 }
@@ -167,9 +191,12 @@ func (r *report) wake(t time.Time, ok bool) (time.Time, bool) {
 }
 
 // followJobs compares the held locks and process jobs with those known,
-// noting new ones with the time they were first seen and counting those
-// that ended. Locks come as a new slice with each snapshot from the
-// watcher: an unchanged slice needs no look.
+// noting new ones with the time they began and counting those that ended.
+// Jobs are watched from the stop on, so the time drainit first saw them
+// is the stop's for every job already running then: a process job began
+// when its process started, a lock when its file was last changed. Locks
+// come as a new slice with each snapshot from the watcher: an unchanged
+// slice needs no look.
 func (s *state) followJobs(now time.Time) {
 	r := &s.report
 	if !sameSlice(s.held, r.lastHeld) {
@@ -178,7 +205,7 @@ func (s *state) followJobs(now time.Time) {
 		released, added := drainlog.Diff(r.lastHeld, s.held)
 		r.lastHeld = s.held
 		for _, l := range added {
-			r.locks[l] = now
+			r.locks[l] = lockSince(l, s.phase, now)
 		}
 		for _, l := range released {
 			delete(r.locks, l)
@@ -189,7 +216,11 @@ func (s *state) followJobs(now time.Time) {
 	for pid, p := range s.procs {
 		k := procKey{pid, p.Start}
 		if _, ok := r.procs[k]; !ok {
-			r.procs[k] = status.Job{PID: pid, Command: procCommand(p), Since: now}
+			since := now
+			if t, ok := p.Started(); ok && t.Before(now) {
+				since = t
+			}
+			r.procs[k] = status.Job{PID: pid, Command: p.Command(), Since: since}
 			r.changes++
 		}
 	}
@@ -204,15 +235,24 @@ func (s *state) followJobs(now time.Time) {
 	}
 }
 
-func sameSlice(a, b []string) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+// lockSince is when a lock first seen at now began: its file's last
+// change (a job writes its lock once, as it starts), or now where that
+// cannot be read or is later. One lstat per new lock, and only while
+// draining: after the drain the jobs held are what the stop cut, and no
+// new one counts.
+func lockSince(path string, ph phase, now time.Time) time.Time {
+	if ph != draining {
+		return now
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.ModTime().Before(now) {
+		return now
+	}
+	return fi.ModTime()
 }
 
-// procCommand is a job's command line, shortened as logs show it.
-func procCommand(p procjobs.Proc) string {
-	name := p.String() // pid N (command)
-	_, cmd, _ := strings.Cut(name, " (")
-	return strings.TrimSuffix(cmd, ")")
+func sameSlice(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // jobs lists what is held, oldest first.
@@ -240,7 +280,7 @@ func (r *report) jobs() []status.Job {
 func (s *state) snapshot() status.State {
 	// Copies, not pointers into the controller's state: the writer reads
 	// them on its own goroutine.
-	st := status.State{Phase: s.phase.String(), PID: os.Getpid(), AppPID: s.app}
+	st := status.State{Phase: s.phase.String(), PID: os.Getpid(), AppPID: s.app, Writer: s.report.writer}
 	t0, drainEnd, budgetEnd := s.t0, s.drainEnd, s.budgetEnd
 	switch s.phase {
 	case draining:

@@ -2,6 +2,9 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,31 +79,71 @@ func TestStateFileCoalesces(t *testing.T) {
 	}
 }
 
+// A state still waiting for the writer when drainit exits is dropped, not
+// written only to be removed.
+func TestUnpublishDropsThePendingState(t *testing.T) {
+	s := testState(Config{})
+	published(s)
+	s.report.done = make(chan struct{})
+	close(s.report.done) // the writer has nothing left to finish
+	s.observe(time.Now())
+	s.unpublish()
+	if st, ok := <-s.report.out; ok {
+		t.Errorf("the writer would still get %+v", st)
+	}
+}
+
 // Jobs are counted as finished when they leave, and what is held when the
-// drain ends is what the stop cut, each since first seen.
+// drain ends is what the stop cut, each since it began: a lock since its
+// file's last change, a process since it started; since first seen where
+// that cannot be told.
 func TestReportFollowsJobs(t *testing.T) {
 	s := testState(Config{Locks: []string{"/nonexistent/*.lock"}, Orphans: true})
 	s.scanProcs = func() []procjobs.Proc { return nil }
 	t0 := time.Now()
+	dir := t.TempDir()
+	a, b, c := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+	for path, mtime := range map[string]time.Time{b: t0.Add(-time.Hour), c: t0.Add(time.Hour)} {
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.startDrain(syscall.SIGTERM, t0)
 	defer s.stopWatcher()
 	defer s.stopProcs()
-	s.held = []string{"/l/a", "/l/b"}
+	s.held = []string{a, b} // a is gone already: no mtime
 	s.procs[42] = procjobs.Proc{PID: 42, Start: 7, Cmd: "php job.php"}
 	s.observe(t0)
-	s.held = []string{"/l/b", "/l/c"}
+	s.held = []string{b, c} // c was changed "later": a clock ahead
 	s.observe(t0.Add(time.Second))
 	delete(s.procs, 42)
-	s.procs[42] = procjobs.Proc{PID: 42, Start: 8, Cmd: "php other.php"} // the PID reused
+	reused := procjobs.Proc{PID: 42, Start: 8, Cmd: "php other.php"} // the PID reused
+	s.procs[42] = reused
 	s.observe(t0.Add(2 * time.Second))
 	if s.report.finished != 2 {
 		t.Errorf("%d finished, want 2 (a, and the first pid 42)", s.report.finished)
 	}
 	s.endDrain(t0.Add(3 * time.Second))
 	s.observe(t0.Add(3 * time.Second))
-	cut := s.report.cut
-	if len(cut) != 3 || cut[0].Lock != "/l/b" || !cut[0].Since.Equal(t0) || cut[1].Lock != "/l/c" || cut[2].PID != 42 || cut[2].Command != "php other.php" || !cut[2].Since.Equal(t0.Add(2*time.Second)) {
-		t.Errorf("cut: %+v", cut)
+	started, ok := reused.Started()
+	if !ok {
+		t.Fatal("no CLOCK_BOOTTIME")
+	}
+	cut := map[string]status.Job{}
+	for _, j := range s.report.cut {
+		cut[j.Name()] = j
+	}
+	if len(cut) != 3 || !cut[b].Since.Equal(t0.Add(-time.Hour)) || !cut[c].Since.Equal(t0.Add(time.Second)) {
+		t.Errorf("cut locks: %+v", s.report.cut)
+	}
+	if p := cut["pid 42 (php other.php)"]; p.Since.Sub(started).Abs() > 10*time.Millisecond {
+		t.Errorf("cut process since %v, started %v: %+v", p.Since, started, s.report.cut)
+	}
+	if !slices.IsSortedFunc(s.report.cut, func(x, y status.Job) int { return x.Since.Compare(y.Since) }) {
+		t.Errorf("not oldest first: %+v", s.report.cut)
 	}
 	st := s.snapshot()
 	if st.Phase != "stopping" || len(st.Jobs) != 3 || !st.Deadline.Equal(s.budgetEnd) || !st.StopSignalAt.Equal(t0) {

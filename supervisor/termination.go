@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -21,7 +22,6 @@ const (
 	// maxCutNamed bounds the cut jobs named, so that the counts and the
 	// app's fate, around them, always fit.
 	maxCutNamed = 20
-	maxJobName  = 160
 )
 
 // stopSummary is what the termination message says.
@@ -52,7 +52,7 @@ func terminationMessage(s stopSummary) string {
 		by = "SIG" + signals.Name(s.cause)
 	}
 	fmt.Fprintf(&b, "drainit: stop by %s at %s; drain took %s; %s finished",
-		by, s.t0.UTC().Format(time.RFC3339), s.took.Round(time.Millisecond), jobCount(s.finished))
+		by, s.t0.UTC().Format(time.RFC3339), s.took.Round(time.Millisecond), plural(s.finished, "job", "jobs"))
 	switch {
 	case len(s.cut) == 0:
 		b.WriteString(", none cut\n")
@@ -63,7 +63,7 @@ func terminationMessage(s stopSummary) string {
 	}
 	tail := fmt.Sprintf("app: %s; drainit exit code %d\n", s.appStatus, s.code)
 	for i, j := range s.cut {
-		line := fmt.Sprintf("  %s (held %s)\n", clip(j.Name(), maxJobName), s.cutAt.Sub(j.Since).Round(time.Second))
+		line := fmt.Sprintf("  %s (held %s)\n", short(j.Name()), s.cutAt.Sub(j.Since).Round(time.Second))
 		// Room kept for the count of the rest and the tail.
 		if i == maxCutNamed || b.Len()+len(line)+len("  … and 123456 more\n")+len(tail) > maxMessageBytes {
 			fmt.Fprintf(&b, "  … and %d more\n", len(s.cut)-i)
@@ -73,21 +73,6 @@ func terminationMessage(s stopSummary) string {
 	}
 	b.WriteString(tail)
 	return bound(b.String())
-}
-
-func jobCount(n int) string {
-	if n == 1 {
-		return "1 job"
-	}
-	return fmt.Sprintf("%d jobs", n)
-}
-
-// clip shortens s to at most n runes.
-func clip(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }
 
 // bound keeps a message within what Kubernetes keeps, cutting at a line's
@@ -139,15 +124,20 @@ func (s *state) writeTerminationLog(path string, code int) {
 		return
 	}
 	// The kubelet makes the file; outside Kubernetes a path given on
-	// purpose is made here.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// purpose is made here. Never through a symlink, as every file
+	// drainit writes as root: the kubelet's file is a bind mount, which
+	// O_NOFOLLOW lets through.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err == nil {
 		_, err = f.WriteString(msg)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.ELOOP):
+		s.log.Warn("cannot write the termination message: the path is a symlink, and drainit does not write through one; kubectl describe pod will not show how the stop went: set DRAINIT_TERMINATION_LOG (--termination-log) to the file itself", "path", path, "err", err)
+	case err != nil:
 		s.log.Warn("cannot write the termination message; kubectl describe pod will not show how the stop went: check DRAINIT_TERMINATION_LOG (--termination-log)", "path", path, "err", err)
 	}
 }

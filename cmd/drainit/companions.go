@@ -12,7 +12,7 @@ import (
 )
 
 func runWait(args []string, caught *signals.Caught) int {
-	cfg, log, err := parseWait(args, os.Getenv)
+	cfg, log, err := parseWait(args, os.LookupEnv)
 	if err != nil {
 		return fail(err, waitUsage)
 	}
@@ -20,8 +20,8 @@ func runWait(args []string, caught *signals.Caught) int {
 	return jobs.Wait(cfg)
 }
 
-func waitOptions(c *jobs.WaitConfig, lf *logFlags, toPID1 *bool, getenv func(string) string) *options {
-	o := newOptions("drainit wait", getenv)
+func waitOptions(c *jobs.WaitConfig, lf *logFlags, toPID1 *bool, lookup lookupEnv) *options {
+	o := newOptions("drainit wait", lookup)
 	o.globs("lock", &c.Locks, "a lock file pattern; a matching file is a running job")
 	o.regexps("job", &c.Jobs, "a process whose command line matches this expression is a running job")
 	o.duration("timeout", &c.Timeout, 0, 0, "give up after this long and exit 1").defText = "no limit"
@@ -33,11 +33,11 @@ func waitOptions(c *jobs.WaitConfig, lf *logFlags, toPID1 *bool, getenv func(str
 	return o
 }
 
-func parseWait(args []string, getenv func(string) string) (jobs.WaitConfig, *slog.Logger, error) {
+func parseWait(args []string, lookup lookupEnv) (jobs.WaitConfig, *slog.Logger, error) {
 	var c jobs.WaitConfig
 	var lf logFlags
 	var toPID1 bool
-	rest, err := waitOptions(&c, &lf, &toPID1, getenv).parse(args)
+	rest, err := waitOptions(&c, &lf, &toPID1, lookup).parse(args)
 	if err != nil {
 		return c, nil, err
 	}
@@ -93,7 +93,7 @@ flags (each also set by the variable in brackets):
 }
 
 func runLock(args []string, caught *signals.Caught) int {
-	cfg, log, err := parseLock(args, os.Getenv)
+	cfg, log, err := parseLock(args, os.LookupEnv)
 	if err != nil {
 		return fail(err, lockUsage)
 	}
@@ -101,17 +101,17 @@ func runLock(args []string, caught *signals.Caught) int {
 	return jobs.Lock(cfg)
 }
 
-func lockOptions(c *jobs.LockConfig, lf *logFlags, getenv func(string) string) *options {
-	o := newOptions("drainit lock", getenv)
+func lockOptions(c *jobs.LockConfig, lf *logFlags, lookup lookupEnv) *options {
+	o := newOptions("drainit lock", lookup)
 	o.duration("wait", &c.Wait, 0, 0, "wait this long for a held lock instead of failing at once")
 	lf.register(o)
 	return o
 }
 
-func parseLock(args []string, getenv func(string) string) (jobs.LockConfig, *slog.Logger, error) {
+func parseLock(args []string, lookup lookupEnv) (jobs.LockConfig, *slog.Logger, error) {
 	var c jobs.LockConfig
 	var lf logFlags
-	rest, err := lockOptions(&c, &lf, getenv).parse(args)
+	rest, err := lockOptions(&c, &lf, lookup).parse(args)
 	if err != nil {
 		return c, nil, err
 	}

@@ -70,10 +70,10 @@ func FuzzParseDuration(f *testing.F) {
 func FuzzParseSupervise(f *testing.F) {
 	names := flagNames(superviseOptions(&supervisor.Config{}, &logFlags{}, &kubeFlags{}, noEnv))
 	f.Fuzz(func(t *testing.T, args string, i1 uint8, v1 string, i2 uint8, v2 string) {
-		argv, getenv := fuzzInput(names, args, i1, v1, i2, v2)
-		c, log, err := parseSupervise(argv, getenv)
+		argv, lookup := fuzzInput(names, args, i1, v1, i2, v2)
+		c, log, err := parseSupervise(argv, lookup)
 		if err != nil {
-			checkRefusal(t, argv, getenv, err)
+			checkRefusal(t, argv, err)
 			return
 		}
 		if log == nil {
@@ -119,10 +119,10 @@ func FuzzParseCompanions(f *testing.F) {
 	lockNames := flagNames(lockOptions(&jobs.LockConfig{}, &logFlags{}, noEnv))
 	f.Fuzz(func(t *testing.T, lock bool, args string, i1 uint8, v1 string, i2 uint8, v2 string) {
 		if lock {
-			argv, getenv := fuzzInput(lockNames, args, i1, v1, i2, v2)
-			c, log, err := parseLock(argv, getenv)
+			argv, lookup := fuzzInput(lockNames, args, i1, v1, i2, v2)
+			c, log, err := parseLock(argv, lookup)
 			if err != nil {
-				checkRefusal(t, argv, getenv, err)
+				checkRefusal(t, argv, err)
 				return
 			}
 			if log == nil || c.Path == "" || len(c.Command) == 0 || c.Wait < 0 {
@@ -130,10 +130,10 @@ func FuzzParseCompanions(f *testing.F) {
 			}
 			return
 		}
-		argv, getenv := fuzzInput(waitNames, args, i1, v1, i2, v2)
-		c, log, err := parseWait(argv, getenv)
+		argv, lookup := fuzzInput(waitNames, args, i1, v1, i2, v2)
+		c, log, err := parseWait(argv, lookup)
 		if err != nil {
-			checkRefusal(t, argv, getenv, err)
+			checkRefusal(t, argv, err)
 			return
 		}
 		if log == nil || len(c.Locks) == 0 || c.Timeout < 0 || c.Poll < time.Millisecond {
@@ -152,22 +152,22 @@ func FuzzFlagEnvMerge(f *testing.F) {
 	type parser struct {
 		names []string
 		lists map[string]bool
-		parse func([]string, func(string) string) (any, error)
+		parse func([]string, lookupEnv) (any, error)
 	}
 	var toPID1 bool
 	sup := superviseOptions(&supervisor.Config{}, &logFlags{}, &kubeFlags{}, noEnv)
 	wait := waitOptions(&jobs.WaitConfig{}, &logFlags{}, &toPID1, noEnv)
 	lock := lockOptions(&jobs.LockConfig{}, &logFlags{}, noEnv)
 	parsers := []parser{
-		{flagNames(sup), sup.lists, func(a []string, e func(string) string) (any, error) {
+		{flagNames(sup), sup.lists, func(a []string, e lookupEnv) (any, error) {
 			c, _, err := parseSupervise(a, e)
 			return c, err
 		}},
-		{flagNames(wait), wait.lists, func(a []string, e func(string) string) (any, error) {
+		{flagNames(wait), wait.lists, func(a []string, e lookupEnv) (any, error) {
 			c, _, err := parseWait(a, e)
 			return c, err
 		}},
-		{flagNames(lock), lock.lists, func(a []string, e func(string) string) (any, error) {
+		{flagNames(lock), lock.lists, func(a []string, e lookupEnv) (any, error) {
 			c, _, err := parseLock(a, e)
 			return c, err
 		}},
@@ -177,11 +177,11 @@ func FuzzFlagEnvMerge(f *testing.F) {
 		name := p.names[int(i)%len(p.names)]
 		variable := envName(name)
 		tail := splitArgs(rest)
-		withVar := func(k string) string {
+		withVar := func(k string) (string, bool) {
 			if k == variable {
-				return envVal
+				return envVal, true
 			}
-			return ""
+			return "", false
 		}
 
 		// The flag beats its variable.
@@ -194,7 +194,7 @@ func FuzzFlagEnvMerge(f *testing.F) {
 
 		// The variable alone is the flag alone.
 		if envVal == "" {
-			return // an empty variable is an unset one
+			return // an unset one, or for --state and --termination-log '' (TestEmptyVariables)
 		}
 		var flags []string
 		parts := []string{envVal}
@@ -226,11 +226,14 @@ func flagNames(o *options) []string {
 // kernel hands arguments over) and an environment of up to two variables,
 // each picked by index among names so that the fuzzer spends its time on
 // values rather than on spelling DRAINIT_.
-func fuzzInput(names []string, args string, i1 uint8, v1 string, i2 uint8, v2 string) ([]string, func(string) string) {
+func fuzzInput(names []string, args string, i1 uint8, v1 string, i2 uint8, v2 string) ([]string, lookupEnv) {
 	env := map[string]string{}
 	env[envName(names[int(i2)%len(names)])] = v2
 	env[envName(names[int(i1)%len(names)])] = v1
-	return splitArgs(args), func(k string) string { return env[k] }
+	return splitArgs(args), func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}
 }
 
 func splitArgs(s string) []string {
@@ -242,7 +245,7 @@ func splitArgs(s string) []string {
 
 // checkRefusal: bad input is a usageError of one line, which main prints
 // after its own "drainit: ".
-func checkRefusal(t *testing.T, argv []string, getenv func(string) string, err error) {
+func checkRefusal(t *testing.T, argv []string, err error) {
 	t.Helper()
 	if errors.Is(err, flag.ErrHelp) {
 		return

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-func noEnv(string) string { return "" }
+func noEnv(string) (string, bool) { return "", false }
 
 type logFlags struct{ format, level, prefix string }
 

@@ -8,8 +8,10 @@
 //	drainit version                           (also drainit --version)
 //
 // Every flag can also be set by its environment variable; a flag on the
-// command line beats its variable. Lists in variables are ':'-separated.
-// Durations take Go syntax (90s, 5m) or plain seconds (300).
+// command line beats its variable. A variable set to the empty string
+// counts as unset, except DRAINIT_STATE and DRAINIT_TERMINATION_LOG, which
+// it turns off. Lists in variables are ':'-separated. Durations take Go
+// syntax (90s, 5m) or plain seconds (300).
 //
 //	DRAINIT_LOCK          --lock GLOB       lock file pattern, repeatable (none)
 //	DRAINIT_GRACE         --grace DUR       budget from the first stop signal to drainit's exit (30s);
@@ -45,14 +47,16 @@
 //
 // The state file is rewritten (a temporary file, then a rename) on each
 // change: the phase, a job held or released, the stop signal sent; at most
-// every 200ms under churn. It is removed when drainit exits. Where it
-// cannot be written (a read-only root filesystem) drainit says so once at
-// debug level and nothing else changes. drainit status, run inside the
+// every 200ms under churn. It is removed when drainit exits, unless
+// another drainit sharing it has written it since. Where it cannot be
+// written (a read-only root filesystem) drainit says so once at debug
+// level and nothing else changes. drainit status, run inside the
 // container (kubectl exec POD -- drainit status), reads it: the phase, the
 // app's PID, each held job with how long it has been held, when the stop
 // came and the time left; --json prints the state with those computed.
 // It takes --state (DRAINIT_STATE) and --json, and exits 1 when no drainit
-// runs (no file, or the PID in it is no drainit).
+// runs (no file, or one whose drainit is gone or in another PID namespace,
+// another container's sharing the volume).
 //
 // The termination message says how the stop went: how long the drain
 // took, the jobs finished, the jobs cut (named). It is not written when the
@@ -132,7 +136,7 @@ func dispatch(args []string, caught *signals.Caught) int {
 			return runStatus(args[1:])
 		}
 	}
-	cfg, log, err := parseSupervise(args, os.Getenv)
+	cfg, log, err := parseSupervise(args, os.LookupEnv)
 	if err != nil {
 		return fail(err, superviseUsage)
 	}

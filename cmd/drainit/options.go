@@ -34,15 +34,29 @@ var oneLine = strings.NewReplacer("\n", `\n`, "\r", `\r`)
 type options struct {
 	fs     *flag.FlagSet
 	bad    error // the first bad value, named by flag or variable
-	getenv func(string) string
+	lookup lookupEnv
 	lists  map[string]bool // flags whose variable holds a ':'-separated list
 }
 
-func newOptions(name string, getenv func(string) string) *options {
+// lookupEnv reads the environment as os.LookupEnv does: a variable set to
+// the empty string is set. Most options take it for unset all the same,
+// so that a Kubernetes env entry templated to nothing leaves the default;
+// the paths that an empty value turns off (value.emptyIsValue) do not.
+type lookupEnv = func(string) (string, bool)
+
+// getenvOf is lookup as os.Getenv: empty for unset.
+func getenvOf(lookup lookupEnv) func(string) string {
+	return func(k string) string {
+		v, _ := lookup(k)
+		return v
+	}
+}
+
+func newOptions(name string, lookup lookupEnv) *options {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	return &options{fs: fs, getenv: getenv, lists: map[string]bool{}}
+	return &options{fs: fs, lookup: lookup, lists: map[string]bool{}}
 }
 
 // envName is the variable that stands for a flag: grace-period → DRAINIT_GRACE_PERIOD.
@@ -64,6 +78,9 @@ type value struct {
 	defText string
 	// given is set once a flag or its variable gave a value.
 	given bool
+	// emptyIsValue: the variable set to '' is the value '', as the flag
+	// given '' is, not the variable unset.
+	emptyIsValue bool
 }
 
 func (v *value) String() string {
@@ -326,11 +343,11 @@ func (o *options) parse(args []string) ([]string, error) {
 	var err error
 	o.fs.VisitAll(func(f *flag.Flag) {
 		env := envName(f.Name)
-		raw := o.getenv(env)
-		if given[f.Name] || raw == "" || err != nil {
+		raw, set := o.lookup(env)
+		v := f.Value.(*value)
+		if given[f.Name] || !set || (raw == "" && !v.emptyIsValue) || err != nil {
 			return
 		}
-		v := f.Value.(*value)
 		v.src = env
 		parts := []string{raw}
 		if o.lists[f.Name] {

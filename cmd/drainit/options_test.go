@@ -10,12 +10,17 @@ import (
 	"time"
 )
 
-func env(kv ...string) func(string) string {
+// env is an environment of the variables named and valued in kv; one
+// valued "" is set.
+func env(kv ...string) lookupEnv {
 	m := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
-	return func(k string) string { return m[k] }
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
 }
 
 func TestParseDuration(t *testing.T) {

@@ -13,7 +13,11 @@ import (
 // read from its state file. Exit 0 with the report, 1 when no drainit runs
 // (or its file cannot be read), 2 for bad flags.
 func runStatus(args []string) int {
-	path, asJSON, err := parseStatus(args, os.Getenv)
+	path, asJSON, err := parseStatus(args, os.LookupEnv)
+	if errors.Is(err, errStateOff) {
+		fmt.Fprintf(os.Stderr, "drainit status: %v; unset it, or set it to the path drainit was given, to read drainit's state\n", err)
+		return 1
+	}
 	if err != nil {
 		return fail(err, statusUsage)
 	}
@@ -39,16 +43,22 @@ func runStatus(args []string) int {
 	return 0
 }
 
-func statusOptions(path *string, asJSON *bool, getenv func(string) string) *options {
-	o := newOptions("drainit status", getenv)
+func statusOptions(path *string, asJSON *bool, lookup lookupEnv) *options {
+	o := newOptions("drainit status", lookup)
 	o.boolean("json", asJSON, "print the state as JSON, with ages and time left computed")
 	*path = status.DefaultPath
-	o.path("state", path, "the file drainit keeps its state in")
+	// DRAINIT_STATE='' means to drainit status what it means to drainit.
+	o.path("state", path, "the file drainit keeps its state in").emptyIsValue = true
 	return o
 }
 
-func parseStatus(args []string, getenv func(string) string) (path string, asJSON bool, err error) {
-	rest, err := statusOptions(&path, &asJSON, getenv).parse(args)
+// errStateOff: the container's DRAINIT_STATE turns drainit's state file
+// off, so there is none to read.
+var errStateOff = errors.New("DRAINIT_STATE is set to '', which tells drainit to keep no state file")
+
+func parseStatus(args []string, lookup lookupEnv) (path string, asJSON bool, err error) {
+	o := statusOptions(&path, &asJSON, lookup)
+	rest, err := o.parse(args)
 	if err != nil {
 		return "", false, err
 	}
@@ -56,6 +66,9 @@ func parseStatus(args []string, getenv func(string) string) (path string, asJSON
 		return "", false, usagef("drainit status takes no arguments, got %q; usage: drainit status [--json] [--state PATH]", rest[0])
 	}
 	if path == "" {
+		if o.fs.Lookup("state").Value.(*value).src == envName("state") {
+			return "", false, errStateOff
+		}
 		return "", false, usagef("--state is empty: drainit status reads the file drainit keeps its state in; give its path, like %s", status.DefaultPath)
 	}
 	return path, asJSON, nil

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/drainit/drainit/supervisor/status"
 )
@@ -40,5 +42,23 @@ func TestParseStatus(t *testing.T) {
 		if _, _, err := parseStatus(args, env()); err == nil {
 			t.Errorf("%q: no error", args)
 		}
+	}
+}
+
+// DRAINIT_STATE and DRAINIT_TERMINATION_LOG set empty turn them off, as
+// --state "" and --termination-log "" do, even where the kubelet's file is
+// there. Every other option still takes a variable set empty for unset,
+// so that a Kubernetes env entry templated to nothing keeps the default.
+func TestEmptyVariables(t *testing.T) {
+	c, _, err := parseSupervise([]string{"app"}, env("DRAINIT_STATE", "", "DRAINIT_TERMINATION_LOG", ""))
+	if err != nil || c.State != "" || c.TerminationLog != "" {
+		t.Errorf("turned off by variables: state %q, termination log %q, %v", c.State, c.TerminationLog, err)
+	}
+	c, _, err = parseSupervise([]string{"app"}, env("DRAINIT_GRACE", "", "DRAINIT_STOP_TIMEOUT", "", "DRAINIT_LOCK", "", "DRAINIT_STOP_SIGNAL", "", "DRAINIT_LOG_LEVEL", ""))
+	if err != nil || c.Grace != 30*time.Second || c.StopTimeout != 10*time.Second || len(c.Locks) != 0 || c.StopSignal != 0 || c.State != status.DefaultPath {
+		t.Errorf("other variables set to '': %+v, %v", c, err)
+	}
+	if _, _, err := parseStatus(nil, env("DRAINIT_STATE", "")); !errors.Is(err, errStateOff) {
+		t.Errorf("drainit status with DRAINIT_STATE='': %v", err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	drainitstatus "github.com/drainit/drainit/supervisor/status"
 )
 
 // statusJSON is what drainit status --json prints.
@@ -121,7 +123,13 @@ func TestStatusPhases(t *testing.T) {
 			t.Errorf("running: %+v", st)
 		}
 
+		// A job that took its lock an hour before the stop has held it
+		// that long.
 		if err := os.WriteFile(lock, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		locked := time.Now().Add(-time.Hour).Truncate(time.Second)
+		if err := os.Chtimes(lock, locked, locked); err != nil {
 			t.Fatal(err)
 		}
 		before := time.Now()
@@ -129,7 +137,7 @@ func TestStatusPhases(t *testing.T) {
 		p.waitLine(`draining by=SIGTERM locks="1 `, long)
 		waitState(t, state, "draining", 1)
 		out, _, code = status(t, m, p, state)
-		if code != 0 || !strings.Contains(out, "phase:     draining") || !strings.Contains(out, "jobs:      1 job held:\n  "+lock+"  held ") ||
+		if code != 0 || !strings.Contains(out, "phase:     draining") || !strings.Contains(out, "jobs:      1 job held:\n  "+lock+"  held 1h0m") ||
 			!strings.Contains(out, "until the drain deadline") || !strings.Contains(out, "stop:      ") {
 			t.Errorf("draining: exit %d:\n%s", code, out)
 		}
@@ -141,7 +149,7 @@ func TestStatusPhases(t *testing.T) {
 		if d := st.Deadline.Sub(*st.StopSignalAt); d != 39*time.Second {
 			t.Errorf("draining: deadline %v after the stop, want 39s", d)
 		}
-		if st.StopSignalAt.Before(before.Add(-time.Second)) || st.Jobs[0].Since.Before(*st.StopSignalAt) || *st.LeftSeconds > 39 || *st.LeftSeconds < 20 {
+		if st.StopSignalAt.Before(before.Add(-time.Second)) || !st.Jobs[0].Since.Equal(locked) || st.Jobs[0].HeldSeconds < 3600 || *st.LeftSeconds > 39 || *st.LeftSeconds < 20 {
 			t.Errorf("draining: times do not add up: %+v, stop %v, since %v", st, *st.StopSignalAt, st.Jobs[0].Since)
 		}
 
@@ -170,7 +178,8 @@ func TestStatusPhases(t *testing.T) {
 	})
 }
 
-// A process job is listed with its PID and command line.
+// A process job is listed with its PID and command line, held since it
+// started, before the stop.
 func TestStatusProcessJob(t *testing.T) {
 	for _, m := range []mode{pid1, {}} {
 		t.Run(m.String(), func(t *testing.T) {
@@ -178,6 +187,7 @@ func TestStatusProcessJob(t *testing.T) {
 			word := jobWord()
 			marker := filepath.Join(t.TempDir(), "draining")
 			state := filepath.Join(t.TempDir(), "state.json")
+			launched := time.Now()
 			p := start(t, m, opts{env: pjobEnv(word, marker)}, append([]string{"--job", word, "--marker", marker, "--state", state, "--"}, app(child(word, "1h", "a"))...)...)
 			job := p.waitSeen2(`^pjob a started pid=(\d+)`)
 			p.waitSeen(`^ready`, long)
@@ -190,6 +200,10 @@ func TestStatusProcessJob(t *testing.T) {
 			}
 			if strconv.Itoa(st.Jobs[0].PID) != job {
 				t.Errorf("job pid %d, the job said %s", st.Jobs[0].PID, job)
+			}
+			// /proc counts start times in ticks of 10ms.
+			if since := st.Jobs[0].Since; since.Before(launched.Add(-10*time.Millisecond)) || !since.Before(*st.StopSignalAt) {
+				t.Errorf("job held since %v, want from its start, between drainit's start %v and the stop %v", since, launched, *st.StopSignalAt)
 			}
 			out, _, _ := status(t, m, p, state)
 			if !strings.Contains(out, "  pid "+strconv.Itoa(st.Jobs[0].PID)+" (") {
@@ -221,6 +235,13 @@ func TestStatusNoDrainit(t *testing.T) {
 	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 1 {
 		t.Errorf("DRAINIT_STATE: %v", err)
 	}
+	// The container's DRAINIT_STATE='' turned drainit's file off.
+	cmd = exec.Command(drainitBin, "status")
+	var errBuf bytes.Buffer
+	cmd.Env, cmd.Stderr = append(os.Environ(), "DRAINIT_STATE="), &errBuf
+	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 1 || strings.Count(errBuf.String(), "\n") != 1 || !strings.Contains(errBuf.String(), "DRAINIT_STATE is set to '', which tells drainit to keep no state file") {
+		t.Errorf("DRAINIT_STATE='': %v, %q", err, errBuf.String())
+	}
 	for _, args := range [][]string{{"--bogus"}, {"extra"}, {"--json=maybe"}, {"--state="}} {
 		_, errOut, code := runCmd(t, append([]string{drainitBin, "status"}, args...)...)
 		if code != 2 || strings.Count(errOut, "\n") != 1 {
@@ -230,52 +251,127 @@ func TestStatusNoDrainit(t *testing.T) {
 }
 
 // A state file left behind by a drainit that is gone counts as none: its
-// PID gone, or reused by another program.
+// PID gone, or reused by another process (this test's, which did not
+// start when the file says).
 func TestStatusStaleFile(t *testing.T) {
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
+	me, err := drainitstatus.Self()
+	if err != nil {
 		t.Fatal(err)
 	}
-	other := exec.Command("sleep", "1000")
-	if err := other.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
-	// Start returns while the kernel may still be setting up sleep's
-	// arguments, which /proc shows empty until then.
-	eventually(t, long, "sleep's command line", func() bool {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(other.Process.Pid) + "/cmdline")
-		return len(b) > 0
-	})
-	for pid, why := range map[int]string{gone.Process.Pid: "no process", other.Process.Pid: "is sleep, not drainit"} {
+	reused := me
+	reused.StartTicks++
+	for _, c := range []struct {
+		pid    int
+		writer drainitstatus.Writer
+		why    string
+	}{
+		{impossiblePID(t), me, "no process " + strconv.Itoa(impossiblePID(t))},
+		{os.Getpid(), reused, "is another process, started at another time"},
+	} {
 		state := filepath.Join(t.TempDir(), "state.json")
-		content := `{"phase":"draining","pid":` + strconv.Itoa(pid) + `,"app_pid":7,"jobs":[],"stop_signal_at":null,"deadline":null}`
-		if err := os.WriteFile(state, []byte(content), 0o644); err != nil {
+		st := drainitstatus.State{Phase: drainitstatus.Draining, PID: c.pid, AppPID: 7, Writer: c.writer}
+		if _, err := drainitstatus.Write(state, st); err != nil {
 			t.Fatal(err)
 		}
 		_, errOut, code := runCmd(t, drainitBin, "status", "--state", state)
-		if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no drainit running") || !strings.Contains(errOut, why) {
-			t.Errorf("pid %d: exit %d, %q", pid, code, errOut)
+		if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no drainit running: "+state+" was left by a drainit that is gone") || !strings.Contains(errOut, c.why) {
+			t.Errorf("pid %d: exit %d, %q", c.pid, code, errOut)
 		}
 	}
 }
 
-// drainit status run outside drainit's PID namespace reads PID 1 as the
-// machine's init, which is no drainit.
-func TestStatusOutsideNamespace(t *testing.T) {
-	if b, _ := os.ReadFile("/proc/1/cmdline"); bytes.Contains(b, []byte("drainit")) {
-		skipOrFail(t, "this machine's PID 1 is a drainit")
+// impossiblePID is pid_max, one above the highest PID the kernel gives.
+func impossiblePID(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
 	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// drainit status run outside drainit's PID namespace cannot tell which
+// process the file's PID is: the file is another drainit's.
+func TestStatusOutsideNamespace(t *testing.T) {
 	dir := lockDir(t)
 	state := filepath.Join(t.TempDir(), "state.json")
 	p := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--state", state, "--", selfBin)
 	p.waitLine(`^ready`, long)
 	waitState(t, state, "running", 0)
-	if _, errOut, code := runCmd(t, drainitBin, "status", "--state", state); code != 1 || !strings.Contains(errOut, "not drainit") {
+	if _, errOut, code := runCmd(t, drainitBin, "status", "--state", state); code != 1 || !strings.Contains(errOut, "no drainit running: "+state+" was written by another drainit, in another PID namespace") {
 		t.Errorf("exit %d, %q", code, errOut)
 	}
 	p.signal(syscall.SIGTERM)
 	p.wait(long)
+}
+
+// Two containers of a pod can share a volume, and so a state file; each
+// one's drainit is PID 1 in its own PID namespace. drainit status in one
+// does not take the other's drainit for its own, and a drainit that exits
+// leaves a file the other wrote since.
+func TestStatusSharedStateFile(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	nsOf := func(p *proc) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat("/proc/"+strconv.Itoa(p.pid)+"/ns/pid", &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	writtenIn := func(ns uint64) bool {
+		var f struct {
+			Writer struct {
+				Ino uint64 `json:"pid_ns_ino"`
+			} `json:"writer"`
+		}
+		b, err := os.ReadFile(state)
+		return err == nil && json.Unmarshal(b, &f) == nil && f.Writer.Ino == ns
+	}
+	// a stops first and is left in its stopping phase, its app ignoring
+	// the stop signal until USR1: it writes no more.
+	a := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=10")},
+		"--grace", "60s", "--stop-timeout", "20s", "--state", state, "--", selfBin)
+	a.waitLine(`^ready`, long)
+	a.signal(syscall.SIGTERM)
+	a.waitLine(`^signal 15$`, long)
+	waitState(t, state, "stopping", 0)
+	if !writtenIn(nsOf(a)) {
+		t.Fatalf("the state file is not a's")
+	}
+	// b starts and writes over it.
+	b := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--state", state, "--", selfBin)
+	b.waitLine(`^ready`, long)
+	eventually(t, long, "b's state over a's", func() bool { return writtenIn(nsOf(b)) })
+
+	_, errOut, code := status(t, pid1, a, state)
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no drainit running: "+state+" was written by another drainit, in another PID namespace") {
+		t.Errorf("drainit status in a's namespace, on b's file: exit %d, %q", code, errOut)
+	}
+	if st := statusOf(t, pid1, b, state); st.Phase != "running" || st.PID != 1 {
+		t.Errorf("drainit status in b's namespace: %+v", st)
+	}
+
+	a.signal(syscall.SIGUSR1)
+	if code := a.wait(long); code != 0 {
+		t.Fatalf("a: exit code %d", code)
+	}
+	if !writtenIn(nsOf(b)) {
+		t.Fatalf("a removed or replaced b's state file as it exited")
+	}
+	if st := statusOf(t, pid1, b, state); st.Phase != "running" {
+		t.Errorf("drainit status in b's namespace after a's exit: %+v", st)
+	}
+	b.signal(syscall.SIGTERM)
+	if code := b.wait(long); code != 0 {
+		t.Fatalf("b: exit code %d", code)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("b left its own state file: %v", err)
+	}
 }
 
 // A state directory that cannot be written costs drainit status and
@@ -283,6 +379,9 @@ func TestStatusOutsideNamespace(t *testing.T) {
 func TestStatusReadOnlyStateDir(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "mounting a read-only tmpfs needs root")
+	}
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		skipOrFail(t, "nsenter not found: apt-get install util-linux")
 	}
 	ro := t.TempDir()
 	dir := lockDir(t)
@@ -297,11 +396,9 @@ func TestStatusReadOnlyStateDir(t *testing.T) {
 	p.waitLine(`draining by=SIGTERM locks="1 `, long)
 	// drainit status in drainit's mount namespace, where the directory
 	// is read-only: no state file, so no drainit.
-	if _, err := exec.LookPath("nsenter"); err == nil {
-		_, errOut, code := runCmd(t, "nsenter", "-t", strconv.Itoa(p.pid), "-m", "--", drainitBin, "status", "--state", state)
-		if code != 1 || !strings.Contains(errOut, "no drainit running") {
-			t.Errorf("status: exit %d, %q", code, errOut)
-		}
+	_, errOut, code := runCmd(t, "nsenter", "-t", strconv.Itoa(p.pid), "-m", "--", drainitBin, "status", "--state", state)
+	if code != 1 || !strings.Contains(errOut, "no drainit running: no state file") {
+		t.Errorf("status: exit %d, %q", code, errOut)
 	}
 	os.Remove(dir + "/job.lock")
 	if code := p.wait(long); code != 0 {
@@ -346,10 +443,15 @@ func TestTerminationMessage(t *testing.T) {
 				t.Parallel()
 				dir := lockDir(t)
 				term := filepath.Join(t.TempDir(), "termination-log")
-				p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--grace", "4s", "--stop-timeout", "1s", "--termination-log", term, "--", selfBin)
+				// The drain deadline comes 6s after the stop: room, on a
+				// loaded machine under -race, for quick.lock's release to
+				// be seen before it, while stuck.lock is cut at it.
+				p := start(t, m, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--grace", "8s", "--stop-timeout", "1s", "--termination-log", term, "--", selfBin)
 				p.waitLine(`^ready`, long)
 				os.WriteFile(dir+"/stuck.lock", nil, 0o644)
 				os.WriteFile(dir+"/quick.lock", nil, 0o644)
+				locked := time.Now().Add(-time.Hour)
+				os.Chtimes(dir+"/stuck.lock", locked, locked)
 				p.signal(syscall.SIGTERM)
 				p.waitLine(`draining by=SIGTERM locks="2 `, long)
 				os.Remove(dir + "/quick.lock")
@@ -362,7 +464,7 @@ func TestTerminationMessage(t *testing.T) {
 					t.Fatal(err)
 				}
 				msg := string(b)
-				if !strings.Contains(msg, "; 1 job finished, 1 cut at the drain deadline:\n  "+dir+"/stuck.lock (held ") || !strings.HasSuffix(msg, "app: exit 0; drainit exit code 0\n") {
+				if !strings.Contains(msg, "; 1 job finished, 1 cut at the drain deadline:\n  "+dir+"/stuck.lock (held 1h0m") || !strings.HasSuffix(msg, "app: exit 0; drainit exit code 0\n") {
 					t.Errorf("message:\n%s", msg)
 				}
 			})
@@ -378,6 +480,31 @@ func TestTerminationMessage(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(term); len(b) != 0 {
 			t.Errorf("a message where the app exited by itself and nothing was cut, which hides the kubelet's fallback to the log:\n%s", b)
+		}
+	})
+	// drainit, often root, writes through no symlink: one planted at
+	// the path could aim its write at any file.
+	t.Run("symlink", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		target, link := filepath.Join(dir, "target"), filepath.Join(dir, "termination-log")
+		if err := os.WriteFile(target, []byte("keep\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		p := start(t, mode{}, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--termination-log", link, "--", selfBin)
+		p.waitLine(`^ready`, long)
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(long); code != 0 {
+			t.Fatalf("exit code %d, want the app's 0", code)
+		}
+		if b, _ := os.ReadFile(target); string(b) != "keep\n" {
+			t.Errorf("written through the symlink: %q", b)
+		}
+		if n := strings.Count(p.transcript(), "warn: cannot write the termination message: the path is a symlink"); n != 1 {
+			t.Errorf("%d warnings that the path is a symlink, want 1", n)
 		}
 	})
 	t.Run("unwritable", func(t *testing.T) {

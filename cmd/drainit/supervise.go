@@ -18,11 +18,11 @@ import (
 
 // parseSupervise turns drainit's arguments and environment into the
 // supervisor's config, or the one line that says what is wrong.
-func parseSupervise(args []string, getenv func(string) string) (supervisor.Config, *slog.Logger, error) {
+func parseSupervise(args []string, lookup lookupEnv) (supervisor.Config, *slog.Logger, error) {
 	var c supervisor.Config
 	var lf logFlags
 	var kf kubeFlags
-	o := superviseOptions(&c, &lf, &kf, getenv)
+	o := superviseOptions(&c, &lf, &kf, lookup)
 	rest, err := o.parse(args)
 	if err != nil {
 		return c, nil, err
@@ -38,7 +38,7 @@ func parseSupervise(args []string, getenv func(string) string) (supervisor.Confi
 	if err := checkSupervise(&c); err != nil {
 		return c, nil, err
 	}
-	if err := kf.configure(&c, getenv); err != nil {
+	if err := kf.configure(&c, getenvOf(lookup)); err != nil {
 		return c, nil, err
 	}
 	log, err := lf.logger(os.Stderr)
@@ -46,8 +46,8 @@ func parseSupervise(args []string, getenv func(string) string) (supervisor.Confi
 }
 
 // superviseOptions declares drainit's flags, bound to c, lf and kf.
-func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv func(string) string) *options {
-	o := newOptions("drainit", getenv)
+func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, lookup lookupEnv) *options {
+	o := newOptions("drainit", lookup)
 	o.globs("lock", &c.Locks, "a lock file pattern; a matching file is a running job")
 	o.duration("grace", &c.Grace, 30*time.Second, time.Nanosecond, "the whole budget from the first stop signal to drainit's exit")
 	o.duration("stop-timeout", &c.StopTimeout, 10*time.Second, time.Nanosecond, "time the app gets between its stop signal and SIGKILL")
@@ -63,8 +63,10 @@ func superviseOptions(c *supervisor.Config, lf *logFlags, kf *kubeFlags, getenv 
 	o.regexps("job", &c.Jobs, "a process whose command line matches this expression is a running job")
 	o.exitCodes("exit-ok", &c.ExitOK, "app exit codes drainit exits 0 for, comma-separated, like 143 (a JVM stopped by SIGTERM)")
 	c.State = status.DefaultPath
-	o.path("state", &c.State, "the file drainit keeps its state in, for drainit status; '' for none")
-	o.path("termination-log", &c.TerminationLog, "where a summary of the stop is written at exit, for kubectl describe pod; '' for none").defText = kubeTerminationLog + " when it exists"
+	o.path("state", &c.State, "the file drainit keeps its state in, for drainit status; '' for none").emptyIsValue = true
+	tl := o.path("termination-log", &c.TerminationLog, "where a summary of the stop is written at exit, for kubectl describe pod; '' for none")
+	tl.defText = kubeTerminationLog + " when it exists"
+	tl.emptyIsValue = true
 	kf.register(o)
 	lf.register(o)
 	return o

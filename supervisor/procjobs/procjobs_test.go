@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,4 +170,35 @@ func BenchmarkScan(b *testing.B) {
 			b.ReportMetric(n(), "procs")
 		})
 	}
+}
+
+// Command is the command line logs and drainit status show, the one
+// String names the job by.
+func TestCommand(t *testing.T) {
+	long := procjobs.Proc{PID: 7, Cmd: strings.Repeat("x", 100)}
+	if got := long.Command(); got != strings.Repeat("x", 80)+"…" {
+		t.Errorf("long: %q", got)
+	}
+	short := procjobs.Proc{PID: 7, Cmd: "php job.php 42"}
+	if short.Command() != "php job.php 42" || long.String() != "pid 7 ("+long.Command()+")" {
+		t.Errorf("%q, %q", short.Command(), long.String())
+	}
+}
+
+// Started is when the process started, to the tick (10ms) /proc counts in.
+func TestStarted(t *testing.T) {
+	before := time.Now()
+	a := sleeper(t, "1004")
+	after := time.Now()
+	for _, p := range procjobs.Scan(procjobs.Rules{Orphans: true}, procjobs.Scope{Self: os.Getpid()}) {
+		if p.PID != a.Process.Pid {
+			continue
+		}
+		started, ok := p.Started()
+		if !ok || started.Before(before.Add(-10*time.Millisecond)) || started.After(after.Add(time.Millisecond)) {
+			t.Errorf("started %v (%v), want between %v and %v", started, ok, before, after)
+		}
+		return
+	}
+	t.Fatalf("scan did not find the sleeper")
 }

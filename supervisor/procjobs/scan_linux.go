@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,6 +69,31 @@ type Proc struct {
 
 // String names the job in logs: pid 123 (php job.php 42).
 func (p Proc) String() string { return fmt.Sprintf("pid %d (%s)", p.PID, short(p.Cmd)) }
+
+// Command is the job's command line as logs and drainit status show it,
+// a long one cut short.
+func (p Proc) Command() string { return short(p.Cmd) }
+
+// userHZ is the unit of start times in /proc/PID/stat: USER_HZ, which
+// sysconf(_SC_CLK_TCK) gives, 100 on every architecture drainit is built
+// for.
+const userHZ = 100
+
+// Started is when p started, by the wall clock. /proc gives the start
+// in ticks after boot, counted on CLOCK_BOOTTIME (suspend included, and
+// shifted in a time namespace as /proc is): its age is how far
+// CLOCK_BOOTTIME has gone since. The boot time of /proc/stat's btime
+// would do as well, but in whole seconds. ok is false where the clock
+// cannot be read.
+func (p Proc) Started() (t time.Time, ok bool) {
+	now := time.Now()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return time.Time{}, false
+	}
+	start := time.Duration(p.Start) * (time.Second / userHZ)
+	return now.Add(start - time.Duration(ts.Nano())), true
+}
 
 // Child tells whether Self is p's parent, so that its exit reaches Self's
 // reaper as a SIGCHLD and needs no pidfd.

@@ -39,7 +39,7 @@ func Text(w io.Writer, st State, now time.Time) error {
 	if st.Deadline != nil {
 		what := "the drain deadline (%s): the app gets its stop signal then, whatever is held"
 		if st.Phase == Stopping {
-			what = "the final deadline (%s): every process left is killed then, and drainit exits"
+			what = "the final deadline (%s): every process left is killed and drainit exits then at the latest"
 		}
 		what = fmt.Sprintf(what, clock(*st.Deadline))
 		if left := st.Deadline.Sub(now); left >= 0 {

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultPath is where drainit keeps its state unless told otherwise.
@@ -38,19 +40,83 @@ type State struct {
 	Phase  string `json:"phase"`
 	PID    int    `json:"pid"`     // drainit's, in its own PID namespace (1 in a container)
 	AppPID int    `json:"app_pid"` // the app's main process
-	// Jobs are what the drain waits for, each since drainit first saw it
-	// held. Jobs are watched from the stop on: while running the list is
-	// empty. While stopping it is what was still held when the drain
-	// ended, the jobs the stop cut.
+	// Jobs are what the drain waits for, each since it began: a process
+	// job since its process started, a lock since its file's last change.
+	// Jobs are watched from the stop on: while running the list is empty.
+	// While stopping it is what was still held when the drain ended, the
+	// jobs the stop cut.
 	Jobs []Job `json:"jobs"`
 	// StopSignalAt is when the stop began: the first drain signal, or the
 	// app's own exit, which starts a drain too. Null while running.
 	StopSignalAt *time.Time `json:"stop_signal_at"`
 	// Deadline is the drain deadline while draining (the app gets its
 	// stop signal then at the latest), the end of the whole budget while
-	// stopping (every process left is killed then, and drainit exits).
-	// Null while running.
+	// stopping (every process left is killed and drainit exits then at
+	// the latest). Null while running.
 	Deadline *time.Time `json:"deadline"`
+	// Writer is which drainit wrote the file, a field DESIGN.md does not
+	// name: Read checks it, for PID alone does not tell.
+	Writer Writer `json:"writer"`
+}
+
+// Writer identifies a process across PID namespaces and PID reuse. Two
+// containers of a pod can share a volume, and so a state file, and each
+// one's drainit is PID 1 there; drainit lock and drainit wait, run by the
+// app, can get a dead drainit's PID.
+type Writer struct {
+	// PIDNSDev and PIDNSIno name the PID namespace, as stat of
+	// /proc/self/ns/pid gives them: the one where pid means this process.
+	PIDNSDev uint64 `json:"pid_ns_dev"`
+	PIDNSIno uint64 `json:"pid_ns_ino"`
+	// StartTicks is when the process started, in clock ticks after boot
+	// (field 22 of /proc/PID/stat): a reused PID has a later one.
+	StartTicks uint64 `json:"start_ticks"`
+}
+
+// Self is the calling process as a Writer.
+func Self() (Writer, error) {
+	dev, ino, err := pidNS()
+	if err != nil {
+		return Writer{}, err
+	}
+	start, _, err := startOf("self")
+	if err != nil {
+		return Writer{}, err
+	}
+	return Writer{PIDNSDev: dev, PIDNSIno: ino, StartTicks: start}, nil
+}
+
+// pidNS is the device and inode of the caller's PID namespace.
+func pidNS() (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0, 0, &fs.PathError{Op: "stat", Path: "/proc/self/ns/pid", Err: err}
+	}
+	return uint64(st.Dev), st.Ino, nil
+}
+
+// startOf reads the start time of /proc/<pid> in clock ticks after boot,
+// and whether it is a zombie, whose work is over.
+func startOf(pid string) (start uint64, zombie bool, err error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, false, err
+	}
+	// The command name, in parentheses, can hold both; the fields after
+	// its last ')' are fixed: state (the 3rd) … starttime (the 22nd).
+	end := bytes.LastIndexByte(b, ')')
+	var f [][]byte
+	if end >= 0 {
+		f = bytes.Fields(b[end+1:])
+	}
+	if len(f) < 20 {
+		return 0, false, fmt.Errorf("/proc/%s/stat: cannot read %q", pid, b)
+	}
+	start, err = strconv.ParseUint(string(f[19]), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("/proc/%s/stat: start time %q: %v", pid, f[19], err)
+	}
+	return start, f[0][0] == 'Z' || f[0][0] == 'X', nil
 }
 
 // Job is a held lock file (Lock set) or a process job (PID set).
@@ -114,20 +180,22 @@ func wallPtr(t *time.Time) *time.Time {
 
 // Write replaces the file at path with st in one rename, so that a reader
 // sees the old state or the new one, never half of one. The directory is
-// created if missing. No fsync: the state means nothing after a crash of
-// the machine, and a reader checks that its drainit still runs anyway.
-func Write(path string, st State) error {
+// created if missing. It returns the file written, so that the caller can
+// tell later whether the path still holds it. No fsync: the state means
+// nothing after a crash of the machine, and a reader checks that its
+// drainit still runs anyway.
+func Write(path string, st State) (os.FileInfo, error) {
 	b, err := Encode(st)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tmp := f.Name()
 	// CreateTemp makes it 0600: a person who execs in as another user
@@ -135,6 +203,10 @@ func Write(path string, st State) error {
 	err = f.Chmod(0o644)
 	if err == nil {
 		_, err = f.Write(b)
+	}
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -144,17 +216,18 @@ func Write(path string, st State) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp) // best effort: the write already failed
-		return err
+		return nil, err
 	}
-	return nil
+	return fi, nil
 }
 
 // ErrNone means no drainit publishes its state at the path read.
 var ErrNone = errors.New("no drainit running")
 
 // Read reads the state at path and checks that the drainit which wrote it
-// still runs. A missing file, or one whose drainit is gone, is ErrNone
-// (wrapped, with the reason).
+// still runs, in the reader's PID namespace. A missing file, one whose
+// drainit is gone, or one another drainit wrote (in another container
+// that shares the volume) is ErrNone, wrapped, with the reason.
 func Read(path string) (State, error) {
 	var st State
 	b, err := os.ReadFile(path)
@@ -165,42 +238,35 @@ func Read(path string) (State, error) {
 		return st, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&st); err != nil || st.PID <= 0 || st.Phase == "" {
+	if err := dec.Decode(&st); err != nil || st.PID <= 0 || st.Phase == "" || st.Writer.PIDNSIno == 0 {
 		return st, fmt.Errorf("%s is not a drainit state file", path)
 	}
-	if err := Alive(st.PID); err != nil {
-		return st, fmt.Errorf("%w: %s is left from a drainit that is gone (%v)", ErrNone, path, err)
+	if err := Alive(st.PID, st.Writer); err != nil {
+		return st, fmt.Errorf("%w: %s was %v", ErrNone, path, err)
 	}
 	return st, nil
 }
 
-// Alive tells whether pid, in the reader's PID namespace, is a drainit. A
-// PID that is gone, or reused by another program, is an error saying so.
-// It is read from /proc: in a container drainit is PID 1, and the reader
-// (kubectl exec, docker exec) is in the same namespaces.
-func Alive(pid int) error {
-	proc := "/proc/" + strconv.Itoa(pid)
-	cmdline, err := os.ReadFile(proc + "/cmdline")
+// Alive tells whether w, as PID pid, is a running process that the
+// caller can see as pid: in the caller's PID namespace, started when w
+// says. The error says what it is instead, to follow "the file was".
+func Alive(pid int, w Writer) error {
+	// Without /proc, or without the right to read it, nothing says the
+	// file is stale.
+	dev, ino, err := pidNS()
+	if err == nil && (dev != w.PIDNSDev || ino != w.PIDNSIno) {
+		return errors.New("written by another drainit, in another PID namespace (another container sharing the volume, or outside this container)")
+	}
+	start, zombie, err := startOf(strconv.Itoa(pid))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("no process %d", pid)
+		return fmt.Errorf("left by a drainit that is gone: no process %d", pid)
 	case err != nil:
-		// /proc unreadable: nothing says the file is stale.
 		return nil
-	case len(cmdline) == 0:
-		return fmt.Errorf("process %d is a zombie or a kernel thread", pid)
+	case start != w.StartTicks:
+		return fmt.Errorf("left by a drainit that is gone: process %d is another process, started at another time", pid)
+	case zombie:
+		return fmt.Errorf("left by a drainit that is gone: process %d has exited", pid)
 	}
-	argv0, _, _ := bytes.Cut(cmdline, []byte{0})
-	if bytes.Contains([]byte(filepath.Base(string(argv0))), []byte("drainit")) {
-		return nil
-	}
-	// Renamed, like COPY drainit /sbin/init: the same program as this
-	// one. Reading another process's exe can fail (EACCES without
-	// ptrace rights); then the name is all there is to go by.
-	if a, err := os.Stat(proc + "/exe"); err == nil {
-		if b, err := os.Stat("/proc/self/exe"); err == nil && os.SameFile(a, b) {
-			return nil
-		}
-	}
-	return fmt.Errorf("process %d is %s, not drainit", pid, filepath.Base(string(argv0)))
+	return nil
 }

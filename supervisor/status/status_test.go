@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ func draining() status.State {
 			{Lock: "/app/lock/a.lock", Since: t0},
 		},
 		StopSignalAt: &stop, Deadline: &dl,
+		Writer: status.Writer{PIDNSDev: 4, PIDNSIno: 4026531836, StartTicks: 1234},
 	}
 }
 
@@ -38,12 +38,12 @@ func TestEncodeShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"phase":"draining","pid":1,"app_pid":7,"jobs":[{"pid":123,"command":"php job.php 42","since":"2026-12-06T23:40:03.5Z"},{"lock":"/app/lock/a.lock","since":"2026-12-06T23:40:01.5Z"}],"stop_signal_at":"2026-12-06T23:40:01.5Z","deadline":"2026-12-06T23:40:40.5Z"}` + "\n"
+	want := `{"phase":"draining","pid":1,"app_pid":7,"jobs":[{"pid":123,"command":"php job.php 42","since":"2026-12-06T23:40:03.5Z"},{"lock":"/app/lock/a.lock","since":"2026-12-06T23:40:01.5Z"}],"stop_signal_at":"2026-12-06T23:40:01.5Z","deadline":"2026-12-06T23:40:40.5Z","writer":{"pid_ns_dev":4,"pid_ns_ino":4026531836,"start_ticks":1234}}` + "\n"
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}
 	b, _ = status.Encode(status.State{Phase: status.Running, PID: 1, AppPID: 7})
-	if want := `{"phase":"running","pid":1,"app_pid":7,"jobs":[],"stop_signal_at":null,"deadline":null}` + "\n"; string(b) != want {
+	if want := `{"phase":"running","pid":1,"app_pid":7,"jobs":[],"stop_signal_at":null,"deadline":null,"writer":{"pid_ns_dev":0,"pid_ns_ino":0,"start_ticks":0}}` + "\n"; string(b) != want {
 		t.Errorf("running: got %s", b)
 	}
 }
@@ -64,18 +64,28 @@ func TestEncodeTimes(t *testing.T) {
 	}
 }
 
-// Write and Read round-trip; this test binary is alive, so it stands for
-// a drainit (it is its own executable).
+// self is this test process as the writer of a state file.
+func self(t *testing.T) status.Writer {
+	t.Helper()
+	w, err := status.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// Write and Read round-trip; this test process stands for a drainit.
 func TestWriteRead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "state.json")
 	st := draining()
-	st.PID = os.Getpid()
-	if err := status.Write(path, st); err != nil {
+	st.PID, st.Writer = os.Getpid(), self(t)
+	written, err := status.Write(path, st)
+	if err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o644 {
-		t.Fatalf("%v %v", fi, err)
+	if err != nil || fi.Mode().Perm() != 0o644 || !os.SameFile(fi, written) {
+		t.Fatalf("%v %v, written %v", fi, err, written)
 	}
 	got, err := status.Read(path)
 	if err != nil {
@@ -100,28 +110,55 @@ func TestReadNone(t *testing.T) {
 	if _, err := status.Read(bad); err == nil || errors.Is(err, status.ErrNone) {
 		t.Errorf("garbage: %v", err)
 	}
+	// A file that does not say which drainit wrote it cannot be checked.
+	st := draining()
+	st.PID, st.Writer = os.Getpid(), status.Writer{}
+	anon := filepath.Join(dir, "anon.json")
+	if _, err := status.Write(anon, st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := status.Read(anon); err == nil || errors.Is(err, status.ErrNone) || !strings.Contains(err.Error(), "not a drainit state file") {
+		t.Errorf("no writer: %v", err)
+	}
 }
 
+// A process is alive as the writer of a file only with the PID, the PID
+// namespace and the start time the file names: a PID that cannot exist is
+// gone, one with another start time is reused (drainit lock or drainit
+// wait can get a dead drainit's), and one in another namespace names
+// another process altogether.
 func TestAlive(t *testing.T) {
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
+	me := self(t)
+	if err := status.Alive(os.Getpid(), me); err != nil {
+		t.Errorf("this process: %v", err)
+	}
+	if err := status.Alive(impossiblePID(t), me); err == nil || !strings.Contains(err.Error(), "gone: no process") {
+		t.Errorf("a PID above pid_max: %v", err)
+	}
+	reused := me
+	reused.StartTicks++
+	if err := status.Alive(os.Getpid(), reused); err == nil || !strings.Contains(err.Error(), "another process, started at another time") {
+		t.Errorf("another start time: %v", err)
+	}
+	elsewhere := me
+	elsewhere.PIDNSIno++
+	if err := status.Alive(os.Getpid(), elsewhere); err == nil || !strings.Contains(err.Error(), "another drainit, in another PID namespace") {
+		t.Errorf("another PID namespace: %v", err)
+	}
+}
+
+// impossiblePID is pid_max, one above the highest PID the kernel gives.
+func impossiblePID(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := status.Alive(gone.Process.Pid); err == nil {
-		t.Errorf("a PID that is gone is alive")
-	}
-	other := exec.Command("sleep", "1000")
-	if err := other.Start(); err != nil {
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { other.Process.Kill(); other.Wait() }()
-	execed(t, other.Process.Pid)
-	if err := status.Alive(other.Process.Pid); err == nil || !strings.Contains(err.Error(), "sleep, not drainit") {
-		t.Errorf("sleep: %v", err)
-	}
-	if err := status.Alive(os.Getpid()); err != nil {
-		t.Errorf("the same executable: %v", err)
-	}
+	return n
 }
 
 func TestText(t *testing.T) {
@@ -148,7 +185,7 @@ jobs:      2 jobs held:
 	st.Deadline = &final
 	b.Reset()
 	status.Text(&b, st, t0.Add(70*time.Second))
-	for _, s := range []string{"phase:     stopping", "left:      none: 11s ago was the final deadline (23:41:00 UTC)", "jobs:      2 jobs still held when the drain ended, cut by the stop:"} {
+	for _, s := range []string{"phase:     stopping", "left:      none: 11s ago was the final deadline (23:41:00 UTC): every process left is killed and drainit exits then at the latest\n", "jobs:      2 jobs still held when the drain ended, cut by the stop:"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("stopping: no %q in:\n%s", s, b.String())
 		}
@@ -207,17 +244,4 @@ func TestJSONReport(t *testing.T) {
 	if !strings.Contains(b.String(), `"jobs": []`) || !strings.Contains(b.String(), `"left_seconds": null`) || !strings.Contains(b.String(), `"deadline": null`) {
 		t.Errorf("running:\n%s", b.String())
 	}
-}
-
-// execed waits until pid's command line is set: Start returns while the
-// kernel may still be setting up the new program's arguments, and until
-// then /proc shows none.
-func execed(t *testing.T, pid int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); len(b) > 0 {
-			return
-		}
-	}
-	t.Fatalf("process %d has no command line after 10s", pid)
 }
