@@ -220,3 +220,21 @@ func TestDrainLogOldest(t *testing.T) {
 		t.Errorf("no %q in:\n%s", want, buf)
 	}
 }
+
+// The progress line ages a job from when it began, as drainit status and
+// the termination message do, not from when the drain first saw it.
+func TestDrainLogAgesAgreeWithStatus(t *testing.T) {
+	log, buf := logTo(slog.LevelInfo)
+	t0 := time.Now()
+	s := drainingState(log, t0, []string{"/l/new.lock", "/l/old.lock"})
+	s.dlog.Since = s.report.since
+	s.report.locks["/l/old.lock"] = t0.Add(-time.Hour) // its file's mtime
+	s.report.byName["pid 7 (php job.php 1)"] = t0.Add(-time.Minute)
+	s.advance(t0.Add(progressEvery))
+	if want := `oldest="/l/old.lock 1h0m5s, /l/new.lock 5s"`; !strings.Contains(buf.String(), want) {
+		t.Errorf("no %q in:\n%s", want, buf)
+	}
+	if got, ok := s.report.since("pid 7 (php job.php 1)"); !ok || !got.Equal(t0.Add(-time.Minute)) {
+		t.Errorf("a process job's start: got %v, %v", got, ok)
+	}
+}

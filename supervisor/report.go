@@ -36,9 +36,10 @@ const removeWithin = 250 * time.Millisecond
 type report struct {
 	locks    map[string]time.Time // held locks, by when they began
 	procs    map[procKey]status.Job
-	lastHeld []string // s.held when last looked at
-	finished int      // jobs that ended during the drain
-	changes  int      // changes to what the file shows
+	byName   map[string]time.Time // process jobs' Since, by the name logs use
+	lastHeld []string             // s.held when last looked at
+	finished int                  // jobs that ended during the drain
+	changes  int                  // changes to what the file shows
 
 	seen          phase // the phase last observed
 	drainDone     time.Time
@@ -63,7 +64,7 @@ type procKey struct {
 }
 
 func newReport() report {
-	return report{locks: map[string]time.Time{}, procs: map[procKey]status.Job{}, written: -1}
+	return report{locks: map[string]time.Time{}, procs: map[procKey]status.Job{}, byName: map[string]time.Time{}, written: -1}
 }
 
 // publish starts the writer of the state file at path. Without /proc
@@ -220,19 +221,33 @@ func (s *state) followJobs(now time.Time) {
 			if t, ok := p.Started(); ok && t.Before(now) {
 				since = t
 			}
-			r.procs[k] = status.Job{PID: pid, Command: p.Command(), Since: since}
+			j := status.Job{PID: pid, Command: p.Command(), Since: since}
+			r.procs[k] = j
+			r.byName[j.Name()] = since
 			r.changes++
 		}
 	}
 	if len(r.procs) > len(s.procs) {
 		for k := range r.procs {
 			if p, ok := s.procs[k.pid]; !ok || p.Start != k.start {
+				delete(r.byName, r.procs[k].Name())
 				delete(r.procs, k)
 				r.finished++
 				r.changes++
 			}
 		}
 	}
+}
+
+// since is when the job that logs name key began, as the state file and
+// the termination message say: the drain's log ages jobs by it too, so
+// that the three agree.
+func (r *report) since(key string) (time.Time, bool) {
+	if t, ok := r.locks[key]; ok {
+		return t, true
+	}
+	t, ok := r.byName[key]
+	return t, ok
 }
 
 // lockSince is when a lock first seen at now began: its file's last

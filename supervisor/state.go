@@ -266,6 +266,7 @@ func (s *state) startDrain(cause syscall.Signal, now time.Time) {
 	s.delayEnd = now.Add(s.cfg.Delay)
 	s.nextProgress = now.Add(progressEvery)
 	s.dlog = drainlog.New(s.log, now, progressEvery)
+	s.dlog.Since = s.report.since
 
 	if len(s.cfg.Locks) > 0 {
 		s.held = s.startWatcher()

@@ -58,6 +58,11 @@ type Log struct {
 	since map[string]time.Time
 	t0    time.Time
 
+	// Since, when set, tells when a job began, where its owner knows
+	// better than when the drain first saw it (a lock's mtime, a
+	// process's start); the drain's own sightings are the fallback.
+	Since func(key string) (time.Time, bool)
+
 	last      string // the latest "…, 0 left" line, or ""
 	lastShown bool   // it was logged at info
 }
@@ -68,8 +73,13 @@ func New(log *slog.Logger, t0 time.Time, every time.Duration) *Log {
 	return &Log{log: log, every: every, budget: EventLines, since: map[string]time.Time{}, t0: t0}
 }
 
-// at is when the job named key was first seen.
+// at is when the job named key began, or was first seen.
 func (d *Log) at(key string) time.Time {
+	if d.Since != nil {
+		if t, ok := d.Since(key); ok {
+			return t
+		}
+	}
 	if t, ok := d.since[key]; ok {
 		return t
 	}
