@@ -56,7 +56,10 @@ func demo() error {
 	}
 
 	cmd := exec.Command(bin, "--lock", locks+"/*.lock", "--grace", "30s", "--", "sh", "-c", app)
-	cmd.Env = append(os.Environ(), "LOCKS="+locks)
+	// The state file in the demo's own directory, not /run/drainit: the
+	// demo runs without root, and drainit status reads it from there.
+	state := filepath.Join(dir, "state.json")
+	cmd.Env = append(os.Environ(), "LOCKS="+locks, "DRAINIT_STATE="+state)
 	say("running: drainit --lock '%s/*.lock' --grace 30s -- sh -c <app that starts 3 jobs>", locks)
 	r, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w
@@ -68,6 +71,7 @@ func demo() error {
 	t0 := time.Now()
 	var stopAt, lastJob, appStop time.Time
 	started, finished := 0, 0
+	asked := false // drainit status was shown
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
@@ -85,6 +89,9 @@ func demo() error {
 			lastJob = time.Now()
 		case strings.Contains(line, "got SIGTERM"):
 			appStop = time.Now()
+		case strings.Contains(line, "draining by=") && !asked:
+			asked = true
+			showStatus(bin, state)
 		}
 	}
 	code := cmd.ProcessState.ExitCode()
@@ -100,6 +107,25 @@ func demo() error {
 		return fmt.Errorf("the demo did not go as it should")
 	}
 	return nil
+}
+
+// showStatus runs drainit status, as kubectl exec POD -- drainit status
+// would in a pod stuck in Terminating. drainit writes its state file a
+// moment after it logs the drain's start: it asks again until the file
+// says so, for a second at most.
+func showStatus(bin, state string) {
+	var out []byte
+	for deadline := time.Now().Add(time.Second); ; {
+		out, _ = exec.Command(bin, "status", "--state", state).CombinedOutput()
+		if strings.Contains(string(out), "draining") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the state file's next write
+	}
+	say("what is it doing? drainit status (kubectl exec POD -- drainit status) says:")
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		fmt.Printf("          %s\n", l)
+	}
 }
 
 func say(format string, a ...any) {
