@@ -236,6 +236,12 @@ func setup(c *config) error {
 	if c.work, err = os.MkdirTemp("", "drainit-bench"); err != nil {
 		return err
 	}
+	// drainit keeps its state file by default, and that cost belongs in
+	// the figures; but in the work directory, not the machine's
+	// /run/drainit, unless the caller chose a path.
+	if _, ok := os.LookupEnv("DRAINIT_STATE"); !ok {
+		os.Setenv("DRAINIT_STATE", filepath.Join(c.work, "state.json"))
+	}
 	if c.drainit == "" {
 		c.drainit = filepath.Join(c.work, "drainit")
 		progress("building drainit: CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'")

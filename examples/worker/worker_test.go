@@ -166,7 +166,8 @@ type proc struct {
 func start(t *testing.T, env []string, argv ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, cmd: exec.Command(argv[0], argv[1:]...), more: make(chan struct{}, 1), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
+	// Each drainit its own state file, not the machine's /run/drainit.
+	p.cmd.Env = append(append(os.Environ(), "DRAINIT_STATE="+filepath.Join(t.TempDir(), "state.json")), env...)
 	r, w := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
