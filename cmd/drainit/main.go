@@ -54,9 +54,10 @@
 // container (kubectl exec POD -- drainit status), reads it: the phase, the
 // app's PID, each held job with how long it has been held, when the stop
 // came and the time left; --json prints the state with those computed.
-// It takes --state (DRAINIT_STATE) and --json, and exits 1 when no drainit
-// runs (no file, or one whose drainit is gone or in another PID namespace,
-// another container's sharing the volume).
+// It takes --state (DRAINIT_STATE) and --json (DRAINIT_JSON, like every
+// flag), and exits 1 when no drainit runs (no file, or one whose drainit
+// is gone or in another PID namespace, another container's sharing the
+// volume).
 //
 // The termination message says how the stop went: how long the drain
 // took, the jobs finished, the jobs cut (named). It is not written when the
