@@ -380,7 +380,7 @@ func (s *state) endDrain(now time.Time) {
 	defer s.stopProcs()
 	s.phase = stopping
 	if len(s.cfg.Locks) > 0 || s.cfg.Delay > 0 || !s.procRules().Empty() {
-		s.log.Info("drain done", "took", now.Sub(s.t0).Round(time.Millisecond))
+		s.log.Info("drain done", append([]any{"took", now.Sub(s.t0).Round(time.Millisecond)}, s.dlog.Tail()...)...)
 	}
 	if s.appGone.Load() {
 		return
@@ -415,6 +415,7 @@ func (s *state) advance(now time.Time) {
 			if len(s.held) > 0 {
 				s.log.Warn(fmt.Sprintf("the app has exited and no process is left that could release %s: %s; ending the drain now",
 					plural(len(s.held), "lock", "locks"), s.dlog.Names(s.held)))
+				s.dlog.Every(slog.LevelWarn, s.held)
 			}
 			s.endDrain(now)
 		case !now.Before(s.drainEnd):
@@ -430,7 +431,8 @@ func (s *state) advance(now time.Time) {
 				then = "the app has exited: ending the processes it left behind"
 			}
 			count, names := s.heldText()
-			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, s.dlog.Names(names), then))
+			s.log.Error(fmt.Sprintf("drain deadline reached with %s still held: %s; %s", count, s.dlog.Names(names), then), s.dlog.Tail()...)
+			s.dlog.Every(slog.LevelError, names)
 			s.warnOrphanTrap()
 			s.endDrain(now)
 		case !now.Before(s.nextProgress):

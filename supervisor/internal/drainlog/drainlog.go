@@ -50,6 +50,7 @@ type Log struct {
 	counting bool // said that events are being counted, once a drain
 
 	finished, added int // since the last progress line
+	hidden          int // of those, logged at debug only
 
 	// since is when each job that appeared during the drain was first
 	// seen, by key (a lock's path, a process job's name); one not in it
@@ -124,6 +125,7 @@ func (d *Log) level() slog.Level {
 		d.budget--
 		return slog.LevelInfo
 	}
+	d.hidden++
 	if !d.counting {
 		d.counting = true
 		d.log.Info(fmt.Sprintf("more than %d job events in %v: counting them in the progress line instead of a line each (every one at --log-level debug)", EventLines, d.every))
@@ -156,7 +158,7 @@ func (d *Log) Progress(now time.Time, msg string, counts []any, names []string, 
 		args = append(args, "new", d.added)
 	}
 	d.log.Info(msg, append(args, tail...)...)
-	d.finished, d.added = 0, 0
+	d.finished, d.added, d.hidden = 0, 0, 0
 	// Busy: stay counting for one more interval at least.
 	d.budget = EventLines
 	if d.events > EventLines {
@@ -191,20 +193,44 @@ func (d *Log) oldest(now time.Time, names []string, n int) string {
 }
 
 // Names lists names for a loud line, the longest held first: all of them
-// when they are few, else the first Named and how many more,
-// with the whole list at debug.
+// when they are few, else the first Named and how many more. Every logs
+// the rest.
 func (d *Log) Names(names []string) string {
-	if d != nil {
-		names = slices.Clone(names)
-		slices.SortStableFunc(names, func(a, b string) int { return d.at(a).Compare(d.at(b)) })
-	}
+	names = d.sorted(names)
 	if len(names) <= Named {
 		return strings.Join(names, ", ")
 	}
-	if d != nil {
-		d.log.Debug("every job still held", "jobs", strings.Join(names, ", "))
+	return fmt.Sprintf("%s and %d more (every one in the next line)", strings.Join(names[:Named], ", "), len(names)-Named)
+}
+
+// Every follows a loud line that Names cut short: it lists every job
+// still held, at the same level, since a job the stop cuts must be named
+// loudly. Nothing when Names named them all.
+func (d *Log) Every(level slog.Level, names []string) {
+	if d == nil || len(names) <= Named {
+		return
 	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:Named], ", "), len(names)-Named)
+	d.log.Log(context.Background(), level, "every job still held", "jobs", strings.Join(d.sorted(names), ", "))
+}
+
+// sorted is names, the longest held first.
+func (d *Log) sorted(names []string) []string {
+	if d == nil {
+		return names
+	}
+	names = slices.Clone(names)
+	slices.SortStableFunc(names, func(a, b string) int { return d.at(a).Compare(d.at(b)) })
+	return names
+}
+
+// Tail is what the end of a drain adds to its line: the job events since
+// the last progress line, when some of them were only counted, so that
+// none goes unsaid at info.
+func (d *Log) Tail() []any {
+	if d == nil || d.hidden == 0 {
+		return nil
+	}
+	return []any{"finished", d.finished, "new", d.added}
 }
 
 // Diff compares two sorted snapshots in one pass.
