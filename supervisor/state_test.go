@@ -281,6 +281,28 @@ func TestProcJobsLastScanAndReaper(t *testing.T) {
 	}
 }
 
+// A PID the scan finds on another process (another start time) is the
+// old job ended and a new one: the drain says both, and goes on.
+func TestProcJobsReusedPID(t *testing.T) {
+	found := []procjobs.Proc{{PID: 30, Start: 1, Cmd: "php job.php 1"}}
+	s := procState(&found)
+	var buf bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&buf, nil))
+	t0 := time.Now()
+	s.onDrainSignal(syscall.SIGTERM, t0)
+	defer s.stopProcs()
+	found = []procjobs.Proc{{PID: 30, Start: 2, Cmd: "php job.php 2"}}
+	s.advance(t0.Add(time.Second))
+	if s.phase != draining || !s.procs.Has(procjobs.ID{PID: 30, Start: 2}) || s.procs.Len() != 1 {
+		t.Fatalf("phase %v holding %v, want draining with the second pid 30", s.phase, s.procs.Names())
+	}
+	for _, want := range []string{`msg="new job while draining" job="pid 30 (php job.php 2)"`, `msg="job pid 30 (php job.php 1) ended, 1 left"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no %s in the log:\n%s", want, buf.String())
+		}
+	}
+}
+
 // A job the scans stop finding (no pidfd, or a missed exit) is released at
 // the next --poll scan; the deadline names every job still held.
 func TestProcJobsPollAndDeadline(t *testing.T) {
