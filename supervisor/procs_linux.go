@@ -1,10 +1,8 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/drainit/drainit/supervisor/procjobs"
@@ -31,20 +29,18 @@ func (s *state) startProcs(now time.Time) {
 	if s.procRules().Empty() {
 		return
 	}
-	s.procs = map[int]procjobs.Proc{}
-	exits, err := procjobs.NewExits()
-	if err != nil {
+	// A child's exit comes through the reaper; any other process's
+	// through its pidfd, or the next scan where there is none.
+	s.procs = &procjobs.Set{Reaper: os.Getpid(), Log: s.log}
+	if err := s.procs.WatchExits(); err != nil {
 		s.log.Warn(fmt.Sprintf("cannot watch processes through pidfds (%v): the end of a job that is not drainit's child is seen at the next --poll scan; run on Linux 5.3 or later, with a seccomp profile that allows pidfd_open", err))
-	} else {
-		s.exits, s.exitc = exits, exits.C
 	}
 	s.rescanProcs(now, false)
 }
 
 func (s *state) stopProcs() {
-	if s.exits != nil {
-		s.exits.Close()
-		s.exits, s.exitc = nil, nil
+	if s.procs != nil {
+		s.procs.Close()
 	}
 }
 
@@ -53,69 +49,35 @@ func (s *state) stopProcs() {
 // has ended unseen (no pidfd): it is released here.
 func (s *state) rescanProcs(now time.Time, logNew bool) int {
 	s.nextScan = now.Add(orDefault(s.cfg.Poll, time.Second))
-	found := s.scanProcs()
-	seen := make(map[int]bool, len(found))
-	added := 0
-	self := os.Getpid()
-	for _, p := range found {
-		seen[p.PID] = true
-		if old, ok := s.procs[p.PID]; ok && old.Start == p.Start {
-			continue
-		}
-		// A child's exit comes through the reaper; any other process's
-		// through its pidfd, or the next scan where there is none.
-		if !p.Child(self) && s.exits != nil {
-			err := s.exits.Watch(p)
-			if errors.Is(err, procjobs.ErrGone) {
-				continue
-			}
-			if err != nil {
-				s.log.Debug("cannot watch a job's pidfd; its end is seen at the next scan", "job", p.String(), "err", err)
-			}
-		}
-		s.procs[p.PID] = p
-		added++
-		if logNew {
+	added, ended := s.procs.Update(s.scanProcs())
+	if logNew {
+		for _, p := range added {
 			s.dlog.Started(p.String(), now, "new job while draining", "job", p.String())
 		}
 	}
-	for pid, p := range s.procs {
-		if !seen[pid] {
-			s.endProc(p)
-		}
-	}
-	return added
+	s.logEnded(ended)
+	return len(added)
 }
 
 // onProcExit is the end of a process job seen through the reaper or a
 // pidfd; PIDs that are not jobs are ignored.
 func (s *state) onProcExit(pid int) {
-	if p, ok := s.procs[pid]; ok && s.phase == draining {
-		s.endProc(p)
+	if s.phase != draining {
+		return
+	}
+	if p, ok := s.procs.End(pid); ok {
+		s.logEnded([]procjobs.Proc{p})
 	}
 }
 
-func (s *state) endProc(p procjobs.Proc) {
-	delete(s.procs, p.PID)
-	if s.exits != nil {
-		s.exits.Forget(p.PID)
+// logEnded says that jobs the set has let go ended, each with how many
+// are left after it.
+func (s *state) logEnded(ended []procjobs.Proc) {
+	left := len(s.held) + s.procs.Len() + len(ended)
+	for _, p := range ended {
+		left--
+		s.dlog.Ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
 	}
-	left := len(s.held) + len(s.procs)
-	s.dlog.Ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
-}
-
-// procNames names the held process jobs, by PID.
-func (s *state) procNames() []string {
-	pids := make([]int, 0, len(s.procs))
-	for pid := range s.procs {
-		pids = append(pids, pid)
-	}
-	slices.Sort(pids)
-	out := make([]string, len(pids))
-	for i, pid := range pids {
-		out[i] = s.procs[pid].String()
-	}
-	return out
 }
 
 // warnOrphanTrap says, when the deadline cut adopted jobs, what --orphans
@@ -127,7 +89,7 @@ func (s *state) warnOrphanTrap() {
 		return
 	}
 	self := os.Getpid()
-	for _, p := range s.procs {
+	for p := range s.procs.All() {
 		if p.Child(self) {
 			s.log.Warn("with --orphans every process left in the background counts as a job, a daemon started with '&' by an entrypoint script too; if one listed above is such a daemon, run it in the foreground under its own supervisor, or name the jobs with --job instead")
 			return

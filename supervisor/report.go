@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drainit/drainit/supervisor/internal/drainlog"
+	"github.com/drainit/drainit/supervisor/procjobs"
 	"github.com/drainit/drainit/supervisor/status"
 )
 
@@ -35,7 +36,7 @@ const removeWithin = 250 * time.Millisecond
 // which its writer reads.
 type report struct {
 	locks    map[string]time.Time // held locks, by when they began
-	procs    map[procKey]status.Job
+	procs    map[procjobs.ID]status.Job
 	byName   map[string]time.Time // process jobs' Since, by the name logs use
 	lastHeld []string             // s.held when last looked at
 	finished int                  // jobs that ended during the drain
@@ -56,15 +57,8 @@ type report struct {
 	nextWrite time.Time
 }
 
-// procKey is a process job's identity: a PID can be reused, its start
-// time then differs.
-type procKey struct {
-	pid   int
-	start uint64
-}
-
 func newReport() report {
-	return report{locks: map[string]time.Time{}, procs: map[procKey]status.Job{}, byName: map[string]time.Time{}, written: -1}
+	return report{locks: map[string]time.Time{}, procs: map[procjobs.ID]status.Job{}, byName: map[string]time.Time{}, written: -1}
 }
 
 // publish starts the writer of the state file at path. Without /proc
@@ -214,22 +208,22 @@ func (s *state) followJobs(now time.Time) {
 		r.finished += len(released)
 		r.changes += len(released) + len(added)
 	}
-	for pid, p := range s.procs {
-		k := procKey{pid, p.Start}
+	for p := range s.procs.All() {
+		k := p.ID()
 		if _, ok := r.procs[k]; !ok {
 			since := now
 			if t, ok := p.Started(); ok && t.Before(now) {
 				since = t
 			}
-			j := status.Job{PID: pid, Command: p.Command(), Since: since}
+			j := status.Job{PID: p.PID, Command: p.Command(), Since: since}
 			r.procs[k] = j
 			r.byName[j.Name()] = since
 			r.changes++
 		}
 	}
-	if len(r.procs) > len(s.procs) {
+	if len(r.procs) > s.procs.Len() {
 		for k := range r.procs {
-			if p, ok := s.procs[k.pid]; !ok || p.Start != k.start {
+			if !s.procs.Has(k) {
 				delete(r.byName, r.procs[k].Name())
 				delete(r.procs, k)
 				r.finished++

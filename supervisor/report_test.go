@@ -115,13 +115,14 @@ func TestReportFollowsJobs(t *testing.T) {
 	defer s.stopWatcher()
 	defer s.stopProcs()
 	s.held = []string{a, b} // a is gone already: no mtime
-	s.procs[42] = procjobs.Proc{PID: 42, Start: 7, Cmd: "php job.php"}
+	// Children of this test, as adopted jobs are: no pidfd is asked
+	// about PID 42.
+	s.procs.Update([]procjobs.Proc{{PID: 42, PPID: os.Getpid(), Start: 7, Cmd: "php job.php"}})
 	s.observe(t0)
 	s.held = []string{b, c} // c was changed "later": a clock ahead
 	s.observe(t0.Add(time.Second))
-	delete(s.procs, 42)
-	reused := procjobs.Proc{PID: 42, Start: 8, Cmd: "php other.php"} // the PID reused
-	s.procs[42] = reused
+	reused := procjobs.Proc{PID: 42, PPID: os.Getpid(), Start: 8, Cmd: "php other.php"} // the PID reused
+	s.procs.Update([]procjobs.Proc{reused})
 	s.observe(t0.Add(2 * time.Second))
 	if s.report.finished != 2 {
 		t.Errorf("%d finished, want 2 (a, and the first pid 42)", s.report.finished)

@@ -78,17 +78,15 @@ type state struct {
 	status    *unix.WaitStatus // the app's, once reaped
 	childless bool
 
-	t0           time.Time             // the first drain signal, or the app's exit
-	cause        syscall.Signal        // the signal that started the drain; 0 if the app's exit did
-	held         []string              // the latest lock snapshot
-	scanned      bool                  // held is the watcher's truth, not a guess
-	procs        map[int]procjobs.Proc // process jobs held, by PID
-	exits        *procjobs.Exits       // their pidfds; nil without
-	exitc        <-chan int            // exits.C, or nil
-	nextScan     time.Time             // the next /proc scan for process jobs
-	drainEnd     time.Time             // the drain deadline
-	delayEnd     time.Time             // --delay
-	budgetEnd    time.Time             // t0 + grace - margin
+	t0           time.Time      // the first drain signal, or the app's exit
+	cause        syscall.Signal // the signal that started the drain; 0 if the app's exit did
+	held         []string       // the latest lock snapshot
+	scanned      bool           // held is the watcher's truth, not a guess
+	procs        *procjobs.Set  // process jobs held; nil without rules for them, or before the drain
+	nextScan     time.Time      // the next /proc scan for process jobs
+	drainEnd     time.Time      // the drain deadline
+	delayEnd     time.Time      // --delay
+	budgetEnd    time.Time      // t0 + grace - margin
 	nextProgress time.Time
 	dlog         *drainlog.Log // what the drain's log says and when; nil before it
 	aliveAt      time.Time     // the last time alone was asked during this drain
@@ -207,7 +205,7 @@ func (s *state) control(ctx context.Context) {
 			s.onReaped(r, time.Now())
 		case held := <-s.locksc:
 			s.onLocks(held)
-		case pid := <-s.exitc:
+		case pid := <-s.procs.C():
 			s.onProcExit(pid)
 		case <-timer.C:
 		case <-ctx.Done():
@@ -366,7 +364,7 @@ func (s *state) logChanges(released, added []string, now time.Time) {
 	for _, p := range added {
 		s.dlog.Started(p, now, "new lock while draining", "path", p)
 	}
-	left := len(s.held) + len(added) + len(s.procs)
+	left := len(s.held) + len(added) + s.procs.Len()
 	for _, p := range released {
 		left--
 		s.dlog.Ended(p, left, func() string { return fmt.Sprintf("released %s, %d left", p, left) })
@@ -408,7 +406,7 @@ func (s *state) advance(now time.Time) {
 			s.rescanProcs(now, true)
 		}
 		switch {
-		case s.scanned && len(s.held) == 0 && len(s.procs) == 0 && !now.Before(s.delayEnd) && s.noNewProcs(now):
+		case s.scanned && len(s.held) == 0 && s.procs.Len() == 0 && !now.Before(s.delayEnd) && s.noNewProcs(now):
 			s.dlog.AllDone()
 			s.endDrain(now)
 		case s.nobodyLeft(now):
@@ -598,7 +596,7 @@ func (s *state) noNewProcs(now time.Time) bool {
 func (s *state) heldAttrs() []any {
 	a := []any{"locks", summary(s.held)}
 	if s.procs != nil {
-		a = append(a, "jobs", summary(s.procNames()))
+		a = append(a, "jobs", summary(s.procs.Names()))
 	}
 	return a
 }
@@ -608,7 +606,7 @@ func (s *state) heldAttrs() []any {
 func (s *state) heldCounts() []any {
 	a := []any{"locks", len(s.held)}
 	if s.procs != nil {
-		a = append(a, "jobs", len(s.procs))
+		a = append(a, "jobs", s.procs.Len())
 	}
 	return a
 }
@@ -617,14 +615,14 @@ func (s *state) heldCounts() []any {
 // 2 jobs", then every lock and every job.
 func (s *state) heldText() (string, []string) {
 	count := plural(len(s.held), "lock", "locks")
-	if len(s.procs) > 0 {
+	if s.procs.Len() > 0 {
 		if len(s.held) == 0 {
-			count = plural(len(s.procs), "job", "jobs")
+			count = plural(s.procs.Len(), "job", "jobs")
 		} else {
-			count += " and " + plural(len(s.procs), "job", "jobs")
+			count += " and " + plural(s.procs.Len(), "job", "jobs")
 		}
 	}
-	return count, append(slices.Clip(s.held), s.procNames()...)
+	return count, append(slices.Clip(s.held), s.procs.Names()...)
 }
 
 // plural is "1 lock" or "3 locks".

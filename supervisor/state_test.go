@@ -261,8 +261,8 @@ func TestProcJobsLastScanAndReaper(t *testing.T) {
 	t0 := time.Now()
 	s.onDrainSignal(syscall.SIGTERM, t0)
 	defer s.stopProcs()
-	if s.phase != draining || len(s.procs) != 1 {
-		t.Fatalf("phase %v with %d process jobs, want draining with 1", s.phase, len(s.procs))
+	if s.phase != draining || s.procs.Len() != 1 {
+		t.Fatalf("phase %v with %d process jobs, want draining with 1", s.phase, s.procs.Len())
 	}
 	found = []procjobs.Proc{{PID: 11, Cmd: "php job.php 2"}}
 	s.onReaped(reaped{jobs: []int{10}}, t0)
@@ -270,14 +270,36 @@ func TestProcJobsLastScanAndReaper(t *testing.T) {
 	if s.phase != draining {
 		t.Fatal("the drain ended with a job started since the last scan")
 	}
-	if _, ok := s.procs[11]; !ok {
-		t.Fatalf("jobs %v, want pid 11", s.procNames())
+	if !s.procs.Has(procjobs.ID{PID: 11}) {
+		t.Fatalf("jobs %v, want pid 11", s.procs.Names())
 	}
 	found = nil
 	s.onReaped(reaped{jobs: []int{11}}, t0)
 	s.advance(t0)
 	if s.phase != stopping {
 		t.Fatalf("phase %v with no job left, want stopping", s.phase)
+	}
+}
+
+// A PID the scan finds on another process (another start time) is the
+// old job ended and a new one: the drain says both, and goes on.
+func TestProcJobsReusedPID(t *testing.T) {
+	found := []procjobs.Proc{{PID: 30, Start: 1, Cmd: "php job.php 1"}}
+	s := procState(&found)
+	var buf bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&buf, nil))
+	t0 := time.Now()
+	s.onDrainSignal(syscall.SIGTERM, t0)
+	defer s.stopProcs()
+	found = []procjobs.Proc{{PID: 30, Start: 2, Cmd: "php job.php 2"}}
+	s.advance(t0.Add(time.Second))
+	if s.phase != draining || !s.procs.Has(procjobs.ID{PID: 30, Start: 2}) || s.procs.Len() != 1 {
+		t.Fatalf("phase %v holding %v, want draining with the second pid 30", s.phase, s.procs.Names())
+	}
+	for _, want := range []string{`msg="new job while draining" job="pid 30 (php job.php 2)"`, `msg="job pid 30 (php job.php 1) ended, 1 left"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no %s in the log:\n%s", want, buf.String())
+		}
 	}
 }
 
@@ -297,8 +319,8 @@ func TestProcJobsPollAndDeadline(t *testing.T) {
 	}
 	found = found[1:]
 	s.advance(t0.Add(time.Second))
-	if len(s.procs) != 1 || s.phase != draining {
-		t.Fatalf("after the poll scan: %v in phase %v, want pid 21 draining", s.procNames(), s.phase)
+	if s.procs.Len() != 1 || s.phase != draining {
+		t.Fatalf("after the poll scan: %v in phase %v, want pid 21 draining", s.procs.Names(), s.phase)
 	}
 	s.advance(s.drainEnd)
 	if !strings.Contains(buf.String(), `drain deadline reached with 1 job still held: pid 21 (b); stopping the app anyway`) {

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -46,14 +45,11 @@ func Wait(cfg WaitConfig) int {
 }
 
 type waiter struct {
-	cfg    WaitConfig
-	log    *slog.Logger
-	locks  []string              // the latest lock snapshot
-	procs  map[int]procjobs.Proc // matching processes still running
-	exits  *procjobs.Exits
-	exitc  <-chan int
-	warned bool // said that pidfds cannot be had
-	dlog   *drainlog.Log
+	cfg   WaitConfig
+	log   *slog.Logger
+	locks []string      // the latest lock snapshot
+	procs *procjobs.Set // matching processes still running; nil without --job
+	dlog  *drainlog.Log
 }
 
 func (w *waiter) run() int {
@@ -73,13 +69,13 @@ func (w *waiter) run() int {
 	}
 	var scan <-chan time.Time
 	if len(cfg.Jobs) > 0 {
-		w.procs = map[int]procjobs.Proc{}
-		if e, err := procjobs.NewExits(); err != nil {
+		// Wait adopts nobody: every job's end comes through a pidfd,
+		// or the next scan where there is none.
+		w.procs = &procjobs.Set{Log: log}
+		if err := w.procs.WatchExits(); err != nil {
 			log.Debug("no pidfds: a job's end is seen at the next --poll scan", "err", err)
-		} else {
-			w.exits, w.exitc = e, e.C
-			defer e.Close()
 		}
+		defer w.procs.Close()
 		w.rescan(false)
 		t := time.NewTicker(orDefault(cfg.Poll, time.Second))
 		defer t.Stop()
@@ -100,13 +96,13 @@ func (w *waiter) run() int {
 	for {
 		if locksIn && !said {
 			said = true
-			if n := len(w.locks) + len(w.procs); n > 0 {
+			if n := len(w.locks) + w.procs.Len(); n > 0 {
 				log.Info(fmt.Sprintf("waiting for %s: %s", w.count(), w.dlog.Names(w.names())))
 			}
 		}
 		// The last scan before saying all clear: a job started since the
 		// previous one must not be missed.
-		if locksIn && len(w.locks) == 0 && len(w.procs) == 0 && w.rescan(true) == 0 {
+		if locksIn && len(w.locks) == 0 && w.procs.Len() == 0 && w.rescan(true) == 0 {
 			w.dlog.AllDone()
 			log.Info(w.clear(), "waited", time.Since(t0).Round(time.Millisecond))
 			return WaitClear
@@ -117,14 +113,14 @@ func (w *waiter) run() int {
 				w.logChanges(now)
 			}
 			w.locks, locksIn = now, true
-		case pid := <-w.exitc:
-			if p, ok := w.procs[pid]; ok {
-				w.end(p)
+		case pid := <-w.procs.C():
+			if p, ok := w.procs.End(pid); ok {
+				w.logEnded([]procjobs.Proc{p})
 			}
 		case <-scan:
 			w.rescan(true)
 		case at := <-progress.C:
-			w.dlog.Progress(at, "waiting", []any{"locks", len(w.locks), "jobs", len(w.procs)}, w.names(), "spent", time.Since(t0).Round(time.Second))
+			w.dlog.Progress(at, "waiting", []any{"locks", len(w.locks), "jobs", w.procs.Len()}, w.names(), "spent", time.Since(t0).Round(time.Second))
 		case <-timeout:
 			log.Error(fmt.Sprintf("gave up after waiting %v (--timeout %v) with %s still held: %s", time.Since(t0).Round(time.Millisecond), cfg.Timeout, w.count(), w.dlog.Names(w.names())))
 			return WaitTimeout
@@ -150,43 +146,25 @@ func (w *waiter) rescan(logNew bool) int {
 		return 0
 	}
 	found := procjobs.Scan(procjobs.Rules{Match: w.cfg.Jobs}, procjobs.Scope{Self: os.Getpid(), All: true, Ancestors: true, Exclude: []int{1}})
-	seen := map[int]bool{}
-	added := 0
-	for _, p := range found {
-		seen[p.PID] = true
-		if old, ok := w.procs[p.PID]; ok && old.Start == p.Start {
-			continue
-		}
-		if w.exits != nil {
-			err := w.exits.Watch(p)
-			if errors.Is(err, procjobs.ErrGone) {
-				continue
-			}
-			if err != nil {
-				w.log.Debug("cannot watch a job's pidfd; its end is seen at the next scan", "job", p.String(), "err", err)
-			}
-		}
-		w.procs[p.PID] = p
-		added++
-		if logNew {
-			w.dlog.Started(p.String(), time.Now(), "new job", "job", p.String())
+	added, ended := w.procs.Update(found)
+	if logNew {
+		now := time.Now()
+		for _, p := range added {
+			w.dlog.Started(p.String(), now, "new job", "job", p.String())
 		}
 	}
-	for pid, p := range w.procs {
-		if !seen[pid] {
-			w.end(p)
-		}
-	}
-	return added
+	w.logEnded(ended)
+	return len(added)
 }
 
-func (w *waiter) end(p procjobs.Proc) {
-	delete(w.procs, p.PID)
-	if w.exits != nil {
-		w.exits.Forget(p.PID)
+// logEnded says that jobs the set has let go ended, each with how many
+// are left after it.
+func (w *waiter) logEnded(ended []procjobs.Proc) {
+	left := len(w.locks) + w.procs.Len() + len(ended)
+	for _, p := range ended {
+		left--
+		w.dlog.Ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
 	}
-	left := len(w.locks) + len(w.procs)
-	w.dlog.Ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
 }
 
 // logChanges passes a lock snapshot's changes to the log, the new locks
@@ -197,7 +175,7 @@ func (w *waiter) logChanges(now []string) {
 	for _, p := range added {
 		w.dlog.Started(p, at, "new lock", "path", p)
 	}
-	left := len(w.locks) + len(added) + len(w.procs)
+	left := len(w.locks) + len(added) + w.procs.Len()
 	for _, p := range released {
 		left--
 		w.dlog.Ended(p, left, func() string { return fmt.Sprintf("released %s, %d left", p, left) })
@@ -208,8 +186,8 @@ func (w *waiter) logChanges(now []string) {
 // waited for.
 func (w *waiter) count() string {
 	locks := fmt.Sprintf("%d locks", len(w.locks))
-	jobs := fmt.Sprintf("%d jobs", len(w.procs))
-	if len(w.procs) == 1 {
+	jobs := fmt.Sprintf("%d jobs", w.procs.Len())
+	if w.procs.Len() == 1 {
 		jobs = "1 job"
 	}
 	switch {
@@ -233,16 +211,7 @@ func (w *waiter) clear() string {
 
 // names lists the held locks, then the running jobs by PID.
 func (w *waiter) names() []string {
-	out := slices.Clone(w.locks)
-	pids := make([]int, 0, len(w.procs))
-	for pid := range w.procs {
-		pids = append(pids, pid)
-	}
-	slices.Sort(pids)
-	for _, pid := range pids {
-		out = append(out, w.procs[pid].String())
-	}
-	return out
+	return append(slices.Clone(w.locks), w.procs.Names()...)
 }
 
 func orDefault(d, otherwise time.Duration) time.Duration {

@@ -4,7 +4,8 @@
 // the job writes itself misses the job's first moments (PHP's CLI takes
 // 50–300 ms to start) and outlives a crashed job; the process is there from
 // the fork to the exit. Scan reads /proc once; Exits tells, through pidfds,
-// the moment a process found by Scan ends.
+// the moment a process found by Scan ends; Set keeps the jobs from one scan
+// to the next, by PID and start time, and watches them through Exits.
 package procjobs
 
 import (
