@@ -113,11 +113,11 @@ func TestWaitWritesToPID1(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hook.Process.Kill(); hook.Wait() })
-	p.waitLine(`^drainit wait .* waiting for 1 locks: .*job.lock`, long)
+	p.waitLine(`^drainit wait .* waiting for 1 lock: .*job.lock`, long)
 	os.Remove(dir + "/job.lock")
 	p.waitLine(`^drainit wait .* released .*job.lock, 0 left`, long)
 	sc := bufio.NewScanner(hookOut)
-	if !sc.Scan() || !strings.Contains(sc.Text(), "waiting for 1 locks") {
+	if !sc.Scan() || !strings.Contains(sc.Text(), "waiting for 1 lock") {
 		t.Fatalf("the hook's own stderr: %q", sc.Text())
 	}
 	if err := hook.Wait(); err != nil {
@@ -254,7 +254,7 @@ func TestLockOutlivesKilledWrapper(t *testing.T) {
 	}
 
 	w := run(t, nil, waitCmd(dir+"/*.lock")...)
-	w.waitLine(`waiting for 1 locks`, long)
+	w.waitLine(`waiting for 1 lock`, long)
 	sup := start(t, pid1, opts{env: helper("signals", "HELPER_EXIT_ON=15")}, "--lock", dir+"/*.lock", "--poll", "50ms", "--", selfBin)
 	sup.waitLine(`^ready`, long)
 	sup.signal(syscall.SIGTERM)

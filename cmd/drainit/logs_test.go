@@ -104,7 +104,7 @@ func TestWaitLogsUnderChurn(t *testing.T) {
 	hold := dir + "/hold.lock"
 	os.WriteFile(hold, nil, 0o644)
 	p := run(t, nil, waitCmd(dir+"/*.lock")...)
-	p.waitLine(`waiting for 1 locks: `+regexp.QuoteMeta(hold)+`$`, long)
+	p.waitLine(`waiting for 1 lock: `+regexp.QuoteMeta(hold)+`$`, long)
 	shortJobs(dir, 1500, 6*time.Second)
 	os.Remove(hold)
 	p.waitLine(`released `+regexp.QuoteMeta(dir)+`/\S+, 0 left$`, long)
@@ -124,6 +124,29 @@ func TestWaitLogsUnderChurn(t *testing.T) {
 	if !p.has("counting them in the progress line") {
 		t.Error("no line says that events are being counted")
 	}
+	// The events counted after the last progress line are said at the end.
+	p.waitLine(`no lock held waited=\S+ finished=\d+ new=\d+$`, long)
+}
+
+// drainit wait gives up at --timeout with every lock still held named
+// loudly, past the ten of its first line in a second one; its progress
+// line says how long is left, and ages a lock from its file's mtime.
+func TestWaitTimeoutNamesEveryLock(t *testing.T) {
+	dir := lockDir(t)
+	old := time.Now().Add(-time.Hour)
+	for i := range 12 {
+		f := fmt.Sprintf("%s/job-%02d.lock", dir, i)
+		os.WriteFile(f, nil, 0o644)
+		os.Chtimes(f, old, old)
+	}
+	p := run(t, nil, waitCmd(dir+"/*.lock", "--timeout", "8s")...)
+	p.waitLine(`waiting for 12 locks: .* and 2 more \(every one in the next line\)$`, long)
+	p.waitLine(`waiting locks=12 jobs=0 oldest="\S+/job-00.lock 1h0m\d+s, .* left=\d+s$`, long)
+	p.waitLine(`gave up after waiting \S+ \(--timeout 8s\) with 12 locks still held: .* and 2 more \(every one in the next line\)`, long)
+	p.waitLine(`every job still held jobs=".*job-11.lock"$`, long)
+	if code := p.wait(long); code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
 }
 
 // BenchmarkDrainLinesUnderChurn counts the lines drainit writes, at info
@@ -132,7 +155,7 @@ func TestWaitLogsUnderChurn(t *testing.T) {
 // lock file for 20 ms: 1,200 lock events. cmd/drainit-bench's churn step
 // measures the same beside another build (-baseline).
 //
-//	go test ./cmd/drainit -run XXX -bench DrainLinesUnderChurn -benchtime 3x
+//	go test ./cmd/drainit -run XXX -bench DrainLinesUnderChurn -benchtime 5x
 func BenchmarkDrainLinesUnderChurn(b *testing.B) {
 	dir := b.TempDir()
 	hold := dir + "/hold.lock"

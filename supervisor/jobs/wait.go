@@ -40,7 +40,8 @@ const progressEvery = 5 * time.Second
 // returns WaitClear, or WaitTimeout at the timeout or on SIGTERM or SIGINT,
 // with what is still held logged.
 func Wait(cfg WaitConfig) int {
-	w := &waiter{cfg: cfg, log: cfg.Log, dlog: drainlog.New(cfg.Log, time.Now(), progressEvery)}
+	w := &waiter{cfg: cfg, log: cfg.Log, dlog: drainlog.New(cfg.Log, time.Now(), progressEvery), began: map[string]time.Time{}}
+	w.dlog.Since = w.since
 	return w.run()
 }
 
@@ -50,6 +51,25 @@ type waiter struct {
 	locks []string      // the latest lock snapshot
 	procs *procjobs.Set // matching processes still running; nil without --job
 	dlog  *drainlog.Log
+	// began is when each held job began, by the name logs give it: a
+	// lock's mtime, a process's start; the ages of the progress line
+	// count from it, as drainit status's do.
+	began map[string]time.Time
+}
+
+func (w *waiter) since(key string) (time.Time, bool) {
+	t, ok := w.began[key]
+	return t, ok
+}
+
+// lockBegan notes when a lock first seen now began: its file's last
+// change, or now where that cannot be read or lies ahead.
+func (w *waiter) lockBegan(path string, now time.Time) {
+	t := now
+	if fi, err := os.Lstat(path); err == nil && fi.ModTime().Before(now) {
+		t = fi.ModTime()
+	}
+	w.began[path] = t
 }
 
 func (w *waiter) run() int {
@@ -104,13 +124,18 @@ func (w *waiter) run() int {
 		// previous one must not be missed.
 		if locksIn && len(w.locks) == 0 && w.procs.Len() == 0 && w.rescan(true) == 0 {
 			w.dlog.AllDone()
-			log.Info(w.clear(), "waited", time.Since(t0).Round(time.Millisecond))
+			log.Info(w.clear(), append([]any{"waited", time.Since(t0).Round(time.Millisecond)}, w.dlog.Tail()...)...)
 			return WaitClear
 		}
 		select {
 		case now := <-out:
 			if locksIn {
 				w.logChanges(now)
+			} else {
+				at := time.Now()
+				for _, l := range now {
+					w.lockBegan(l, at)
+				}
 			}
 			w.locks, locksIn = now, true
 		case pid := <-w.procs.C():
@@ -120,13 +145,21 @@ func (w *waiter) run() int {
 		case <-scan:
 			w.rescan(true)
 		case at := <-progress.C:
-			w.dlog.Progress(at, "waiting", []any{"locks", len(w.locks), "jobs", w.procs.Len()}, w.names(), "spent", time.Since(t0).Round(time.Second))
+			tail := []any{"spent", at.Sub(t0).Round(time.Second)}
+			if cfg.Timeout > 0 {
+				tail = append(tail, "left", max(cfg.Timeout-at.Sub(t0), 0).Round(time.Second))
+			}
+			w.dlog.Progress(at, "waiting", []any{"locks", len(w.locks), "jobs", w.procs.Len()}, w.names(), tail...)
 		case <-timeout:
-			log.Error(fmt.Sprintf("gave up after waiting %v (--timeout %v) with %s still held: %s", time.Since(t0).Round(time.Millisecond), cfg.Timeout, w.count(), w.dlog.Names(w.names())))
+			names := w.names()
+			log.Error(fmt.Sprintf("gave up after waiting %v (--timeout %v) with %s still held: %s", time.Since(t0).Round(time.Millisecond), cfg.Timeout, w.count(), w.dlog.Names(names)), w.dlog.Tail()...)
+			w.dlog.Every(slog.LevelError, names)
 			return WaitTimeout
 		case s := <-cfg.Signals.All:
 			if sig := s.(syscall.Signal); sig == syscall.SIGTERM || sig == syscall.SIGINT {
-				log.Error(fmt.Sprintf("stopped by SIG%s after waiting %v with %s still held: %s", signals.Name(sig), time.Since(t0).Round(time.Millisecond), w.count(), w.dlog.Names(w.names())))
+				names := w.names()
+				log.Error(fmt.Sprintf("stopped by SIG%s after waiting %v with %s still held: %s", signals.Name(sig), time.Since(t0).Round(time.Millisecond), w.count(), w.dlog.Names(names)), w.dlog.Tail()...)
+				w.dlog.Every(slog.LevelError, names)
 				return WaitTimeout
 			}
 		case err := <-failed:
@@ -147,9 +180,14 @@ func (w *waiter) rescan(logNew bool) int {
 	}
 	found := procjobs.Scan(procjobs.Rules{Match: w.cfg.Jobs}, procjobs.Scope{Self: os.Getpid(), All: true, Ancestors: true, Exclude: []int{1}})
 	added, ended := w.procs.Update(found)
-	if logNew {
-		now := time.Now()
-		for _, p := range added {
+	now := time.Now()
+	for _, p := range added {
+		if t, ok := p.Started(); ok && t.Before(now) {
+			w.began[p.String()] = t
+		} else {
+			w.began[p.String()] = now
+		}
+		if logNew {
 			w.dlog.Started(p.String(), now, "new job", "job", p.String())
 		}
 	}
@@ -163,6 +201,7 @@ func (w *waiter) logEnded(ended []procjobs.Proc) {
 	left := len(w.locks) + w.procs.Len() + len(ended)
 	for _, p := range ended {
 		left--
+		delete(w.began, p.String())
 		w.dlog.Ended(p.String(), left, func() string { return fmt.Sprintf("job %s ended, %d left", p, left) })
 	}
 }
@@ -173,11 +212,13 @@ func (w *waiter) logChanges(now []string) {
 	released, added := drainlog.Diff(w.locks, now)
 	at := time.Now()
 	for _, p := range added {
+		w.lockBegan(p, at)
 		w.dlog.Started(p, at, "new lock", "path", p)
 	}
 	left := len(w.locks) + len(added) + w.procs.Len()
 	for _, p := range released {
 		left--
+		delete(w.began, p)
 		w.dlog.Ended(p, left, func() string { return fmt.Sprintf("released %s, %d left", p, left) })
 	}
 }
@@ -186,6 +227,9 @@ func (w *waiter) logChanges(now []string) {
 // waited for.
 func (w *waiter) count() string {
 	locks := fmt.Sprintf("%d locks", len(w.locks))
+	if len(w.locks) == 1 {
+		locks = "1 lock"
+	}
 	jobs := fmt.Sprintf("%d jobs", w.procs.Len())
 	if w.procs.Len() == 1 {
 		jobs = "1 job"
