@@ -21,6 +21,7 @@ package e2e_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -545,6 +546,41 @@ func (p *pod) kubectlLogs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.logs.String()
+}
+
+// statusState is the part of drainit status --json that the tests read.
+type statusState struct {
+	Phase  string `json:"phase"`
+	AppPID int    `json:"app_pid"`
+	Jobs   []struct {
+		Lock string `json:"lock"`
+	} `json:"jobs"`
+	StopSignalAt *time.Time `json:"stop_signal_at"`
+	Deadline     *time.Time `json:"deadline"`
+}
+
+// status runs drainit status --json in p's container through kubectl exec
+// until it reports phase (the stop reaches the container a moment after
+// the scale-down), and returns what it said.
+func (p *pod) status(n *ns, phase string) statusState {
+	p.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("kubectl", "-n", n.name, "exec", p.name, "--", "drainit", "status", "--json").Output()
+		var st statusState
+		if err == nil {
+			if jerr := json.Unmarshal(out, &st); jerr != nil {
+				p.t.Fatalf("drainit status --json in pod %s: %v\n%s", p.name, jerr, out)
+			}
+			if st.Phase == phase {
+				return st
+			}
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("pod %s: drainit status did not say %q within 30s; last: %v %s", p.name, phase, err, out)
+		}
+		time.Sleep(100 * time.Millisecond) // polling for the phase
+	}
 }
 
 // wantLogs checks that the kubectl logs of p hold each line part.

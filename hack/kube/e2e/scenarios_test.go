@@ -67,9 +67,17 @@ func TestScaleDownKeepsJobs(t *testing.T) {
 		t.Logf("busy pod: exited %v after its last job", linger.Round(time.Millisecond))
 	}
 	for _, p := range []*pod{idle, busy} {
-		if s := n.terminated(t, p.name); s.ExitCode != 0 || s.Reason != "Completed" {
+		s := n.terminated(t, p.name)
+		if s.ExitCode != 0 || s.Reason != "Completed" {
 			t.Errorf("pod %s: container ended with code %d, reason %q; want 0, Completed", p.name, s.ExitCode, s.Reason)
 		}
+		// drainit's termination message, which kubectl describe pod shows.
+		if !strings.Contains(s.Message, "drainit: stop by SIGTERM") || !strings.Contains(s.Message, "none cut") {
+			t.Errorf("pod %s: termination message %q, want drainit's summary of the stop with no job cut", p.name, s.Message)
+		}
+	}
+	if s := n.terminated(t, busy.name); !strings.Contains(s.Message, "1 job finished") {
+		t.Errorf("the busy pod's termination message %q does not count its job as finished", s.Message)
 	}
 	busy.wantLogs("draining", "released "+lockDir+"/busy-1.lock", "drain done", "stopping the app")
 	idle.wantLogs("draining", "drain done")
@@ -148,11 +156,36 @@ func TestGraceBeforeSIGKILL(t *testing.T) {
 	n.deploy(t, d)
 	p := n.follow(t, n.ready(t, "web", 1)[0])
 	p.start("long", 120*time.Second)
+	if st := p.status(n, "running"); st.AppPID <= 1 || len(st.Jobs) != 0 {
+		t.Errorf("drainit status before the stop: app pid %d, %d jobs; want the app's pid and no job (jobs are watched from the stop on)", st.AppPID, len(st.Jobs))
+	}
 
 	stopped := n.scale(t, "web", 0)
+	// What a person asks a pod stuck in Terminating: kubectl exec POD --
+	// drainit status, as text and as JSON.
+	st := p.status(n, "draining")
+	if len(st.Jobs) != 1 || st.Jobs[0].Lock != lockDir+"/long.lock" || st.Deadline == nil || st.StopSignalAt == nil {
+		t.Errorf("drainit status while draining: %+v; want long.lock held, the stop and the deadline set", st)
+	} else if left := time.Until(*st.Deadline); left <= 0 || left > time.Duration(grace)*time.Second {
+		t.Errorf("drainit status: deadline %v away, want within the grace period", left)
+	}
+	text := n.kubectl(t, "exec", p.name, "--", "drainit", "status")
+	for _, want := range []string{"draining", lockDir + "/long.lock", "left"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("kubectl exec drainit status lacks %q:\n%s", want, text)
+		}
+	}
+	t.Logf("kubectl exec %s -- drainit status:\n%s", p.name, text)
+
 	p.wait(long)
 	took := p.exit.Sub(stopped)
 	s := n.terminated(t, p.name)
+	t.Logf("termination message:\n%s", s.Message)
+	for _, want := range []string{"1 cut at the drain deadline", lockDir + "/long.lock", "drainit exit code 0"} {
+		if !strings.Contains(s.Message, want) {
+			t.Errorf("termination message lacks %q:\n%s", want, s.Message)
+		}
+	}
 	t.Logf("exited %v after the scale-down; code %d, reason %q", took.Round(time.Millisecond), s.ExitCode, s.Reason)
 	// The kubelet sends SIGKILL no earlier than 15 s after the scale-down.
 	if took >= time.Duration(grace)*time.Second {
