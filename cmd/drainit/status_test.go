@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drainit/drainit/internal/testkit"
 	drainitstatus "github.com/drainit/drainit/supervisor/status"
 )
 
@@ -265,7 +266,7 @@ func TestStatusStaleFile(t *testing.T) {
 		writer drainitstatus.Writer
 		why    string
 	}{
-		{impossiblePID(t), me, "no process " + strconv.Itoa(impossiblePID(t))},
+		{testkit.ImpossiblePID(t), me, "no process " + strconv.Itoa(testkit.ImpossiblePID(t))},
 		{os.Getpid(), reused, "is another process, started at another time"},
 	} {
 		state := filepath.Join(t.TempDir(), "state.json")
@@ -278,20 +279,6 @@ func TestStatusStaleFile(t *testing.T) {
 			t.Errorf("pid %d: exit %d, %q", c.pid, code, errOut)
 		}
 	}
-}
-
-// impossiblePID is pid_max, one above the highest PID the kernel gives.
-func impossiblePID(t *testing.T) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // drainit status run outside drainit's PID namespace cannot tell which

@@ -105,3 +105,18 @@ func (term *Terminal) WaitFor(t testing.TB, s string) {
 
 // All is every line read so far by WaitFor.
 func (term *Terminal) All() string { return strings.Join(term.seen, "\n") }
+
+// ImpossiblePID is pid_max, one above the highest PID the kernel gives:
+// a PID that no process can have, for tests of a process that is gone.
+func ImpossiblePID(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if _, err := fmt.Sscan(string(b), &n); err != nil {
+		t.Fatalf("/proc/sys/kernel/pid_max: %v", err)
+	}
+	return n
+}

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/drainit/drainit/internal/testkit"
 	"github.com/drainit/drainit/supervisor/status"
 )
 
@@ -132,7 +132,7 @@ func TestAlive(t *testing.T) {
 	if err := status.Alive(os.Getpid(), me); err != nil {
 		t.Errorf("this process: %v", err)
 	}
-	if err := status.Alive(impossiblePID(t), me); err == nil || !strings.Contains(err.Error(), "gone: no process") {
+	if err := status.Alive(testkit.ImpossiblePID(t), me); err == nil || !strings.Contains(err.Error(), "gone: no process") {
 		t.Errorf("a PID above pid_max: %v", err)
 	}
 	reused := me
@@ -145,20 +145,6 @@ func TestAlive(t *testing.T) {
 	if err := status.Alive(os.Getpid(), elsewhere); err == nil || !strings.Contains(err.Error(), "another drainit, in another PID namespace") {
 		t.Errorf("another PID namespace: %v", err)
 	}
-}
-
-// impossiblePID is pid_max, one above the highest PID the kernel gives.
-func impossiblePID(t *testing.T) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 func TestText(t *testing.T) {
