@@ -224,7 +224,11 @@ func (s *state) followJobs(now time.Time) {
 	if len(r.procs) > s.procs.Len() {
 		for k := range r.procs {
 			if !s.procs.Has(k) {
-				delete(r.byName, r.procs[k].Name())
+				// A PID reused by the same command has the same name:
+				// the entry is the new job's once it has another start.
+				if j := r.procs[k]; r.byName[j.Name()].Equal(j.Since) {
+					delete(r.byName, j.Name())
+				}
 				delete(r.procs, k)
 				r.finished++
 				r.changes++

@@ -152,6 +152,30 @@ func TestReportFollowsJobs(t *testing.T) {
 	}
 }
 
+// A PID reused by the same command is a job of the same name: the drain
+// log's age for it is the new job's start, not lost with the old job.
+func TestReportSameCommandReusedPID(t *testing.T) {
+	s := testState(Config{Orphans: true})
+	s.scanProcs = func() []procjobs.Proc { return nil }
+	t0 := time.Now()
+	s.startDrain(syscall.SIGTERM, t0)
+	defer s.stopProcs()
+	first := procjobs.Proc{PID: 42, PPID: os.Getpid(), Start: 7, Cmd: "php job.php"}
+	s.procs.Update([]procjobs.Proc{first})
+	s.observe(t0)
+	again := procjobs.Proc{PID: 42, PPID: os.Getpid(), Start: 9, Cmd: "php job.php"}
+	s.procs.Update([]procjobs.Proc{again})
+	s.observe(t0.Add(time.Second))
+	started, ok := again.Started()
+	if !ok {
+		t.Fatal("no CLOCK_BOOTTIME")
+	}
+	got, ok := s.report.since("pid 42 (php job.php)")
+	if !ok || got.Sub(started).Abs() > 10*time.Millisecond {
+		t.Errorf("since %v, %v; want the new job's start %v", got, ok, started)
+	}
+}
+
 func TestTerminationMessage(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 23, 40, 1, 0, time.UTC)
 	base := stopSummary{cause: syscall.SIGTERM, t0: t0, took: 12300 * time.Millisecond, finished: 5, cutAt: t0.Add(12300 * time.Millisecond), appStatus: "exit 0"}
