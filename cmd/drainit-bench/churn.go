@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/drainit/drainit/internal/benchapp"
 )
 
 // churnLines counts the lines drainit logs at its default level, info, in
@@ -52,7 +54,7 @@ func churnLines(c *config, t *table) error {
 			row := fmt.Sprintf("log lines per drain, %s, median%s", what, b.suffix)
 			m := medianInt(lines[i])
 			t.set(row, colDrainit, float64(m), thousands(m))
-			t.setDur(fmt.Sprintf("drainit's CPU time per drain, %s, median%s", what, b.suffix), colDrainit, median(cpu[i]))
+			t.setDur(fmt.Sprintf("CPU time per drain of drainit and its (idle) app, %s, median%s", what, b.suffix), colDrainit, median(cpu[i]))
 		}
 	}
 	return nil
@@ -72,7 +74,7 @@ func churnOnce(c *config, bin, kind string) (lines, events int, cpu time.Duratio
 		return 0, 0, 0, err
 	}
 	cmd := exec.Command(bin, "--lock", dir+"/*.lock", "--grace", "5m", "--", c.self)
-	cmd.Env = append(os.Environ(), roleEnv+"=stamp")
+	cmd.Env = append(os.Environ(), benchapp.Env+"=stamp")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return 0, 0, 0, err
@@ -132,7 +134,7 @@ func churnOnce(c *config, bin, kind string) (lines, events int, cpu time.Duratio
 	if kind == "heavy" {
 		events = heavyChurn(dir, c.churnFor)
 	} else {
-		events = shortJobs(dir, c.churnJobs, c.churnFor)
+		events = benchapp.ShortJobs(dir, c.churnJobs, c.churnFor)
 	}
 	if err := os.Remove(hold); err != nil {
 		return 0, 0, 0, err
@@ -148,26 +150,6 @@ func churnOnce(c *config, bin, kind string) (lines, events int, cpu time.Duratio
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	return int(count.Load()), events, cpu, nil
-}
-
-// shortJobs starts n jobs evenly over d, each holding its lock file for
-// 20 ms, and returns when the last has released it: 2n lock events.
-func shortJobs(dir string, n int, d time.Duration) int {
-	var wg sync.WaitGroup
-	t0 := time.Now()
-	for i := range n {
-		time.Sleep(time.Until(t0.Add(d * time.Duration(i) / time.Duration(n))))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := fmt.Sprintf("%s/job-%d.lock", dir, i)
-			os.WriteFile(p, nil, 0o644)
-			time.Sleep(20 * time.Millisecond) // the job's work
-			os.Remove(p)
-		}()
-	}
-	wg.Wait()
-	return 2 * n
 }
 
 // heavyChurn has 8 writers make and remove lock files as fast as they can

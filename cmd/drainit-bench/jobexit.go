@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/drainit/drainit/internal/benchapp"
 )
 
 // jobExitToStop times the jobs that write no lock file (issue 16): from
@@ -57,7 +59,7 @@ func jobExitOnce(c *config, kind string) (time.Duration, error) {
 	}
 	argv := append(append(append(append([]string{}, c.unshare...), c.drainit), rule...), "--grace", "30s", "--", c.self)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), roleEnv+"=stamp", "BENCH_JOB="+job, "BENCH_WORD="+word, "BENCH_FIFO="+fifo)
+	cmd.Env = append(os.Environ(), benchapp.Env+"=stamp", "BENCH_JOB="+job, "BENCH_WORD="+word, "BENCH_FIFO="+fifo)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return 0, err

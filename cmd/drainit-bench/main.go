@@ -41,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/drainit/drainit/internal/benchapp"
 )
 
 type config struct {
@@ -65,6 +67,7 @@ type config struct {
 }
 
 func main() {
+	benchapp.Main()
 	if role := os.Getenv(roleEnv); role != "" {
 		os.Exit(runRole(role, os.Args[1:]))
 	}

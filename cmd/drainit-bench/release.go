@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/drainit/drainit/internal/benchapp"
 )
 
 // releaseToStop times, inside the app, the wait from the last lock's
@@ -72,7 +74,7 @@ func drainOnce(c *config, pattern string, locks []string) (time.Duration, int64,
 		}
 	}
 	cmd := exec.Command(c.drainit, "--lock", pattern, "--grace", "30s", "--", c.self)
-	cmd.Env = append(os.Environ(), roleEnv+"=stamp")
+	cmd.Env = append(os.Environ(), benchapp.Env+"=stamp")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return 0, 0, err

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,7 +15,9 @@ import (
 )
 
 // The benchmark re-runs its own binary as the processes it measures with:
-// the app, its jobs, the stamp app and the orphan maker. roleEnv picks one.
+// the app of the scale-down and its jobs, and the orphan maker of the reap
+// measure; roleEnv picks one. The app of the other measures is
+// internal/benchapp's, shared with cmd/drainit's Go benchmarks.
 const roleEnv = "DRAINIT_BENCH_ROLE"
 
 func runRole(role string, args []string) int {
@@ -26,16 +27,10 @@ func runRole(role string, args []string) int {
 		err = app(args)
 	case "job":
 		err = job(args)
-	case "stamp":
-		err = stamp()
 	case "orphans":
 		err = orphans(args)
 	case "spawner":
 		err = spawner(args)
-	case "pjob":
-		err = pjob()
-	case "orphaner":
-		err = startPjob(true)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -111,66 +106,6 @@ func job(args []string) error {
 		return err
 	}
 	return os.Remove(lock)
-}
-
-// stamp prints "ready", then on SIGTERM "stop" and the wall-clock time it
-// got the signal, in Unix nanoseconds; then it waits for its stdin to close,
-// so that drainit's peak RSS can be read while drainit is still there.
-func stamp() error {
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGTERM)
-	// With BENCH_JOB, a job that writes no lock file runs first: the
-	// app's child, or an orphan.
-	if kind := os.Getenv("BENCH_JOB"); kind != "" {
-		if err := startPjob(kind == "orphan"); err != nil {
-			return err
-		}
-	}
-	fmt.Println("ready")
-	<-c
-	fmt.Printf("stop %d\n", time.Now().UnixNano())
-	_, err := io.Copy(io.Discard, os.Stdin)
-	return err
-}
-
-// startPjob starts the job of the job-exit measure, this binary with the
-// argument in BENCH_WORD for --job to match; orphaned, through a parent
-// (this process, then) that exits at once.
-func startPjob(orphaned bool) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	role := "pjob"
-	if orphaned && os.Getenv(roleEnv) != "orphaner" {
-		role = "orphaner"
-	}
-	cmd := exec.Command(self, os.Getenv("BENCH_WORD"))
-	cmd.Env = append(os.Environ(), roleEnv+"="+role, fmt.Sprintf("BENCH_PARENT=%d", os.Getpid()))
-	if orphaned && role == "pjob" {
-		cmd.Env = append(cmd.Env, "BENCH_ORPHANED=1")
-	}
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	return cmd.Start()
-}
-
-// pjob says "job" once it is what is measured (adopted by drainit, when
-// its parent was the orphaner), then runs until the FIFO in BENCH_FIFO is
-// closed by its writer.
-func pjob() error {
-	if os.Getenv("BENCH_ORPHANED") != "" {
-		parent, _ := strconv.Atoi(os.Getenv("BENCH_PARENT"))
-		for os.Getppid() == parent {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	fmt.Println("job")
-	f, err := os.Open(os.Getenv("BENCH_FIFO"))
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(io.Discard, f)
-	return err
 }
 
 // orphans runs as the app under an init that is PID 1. It has a spawner

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/drainit/drainit/internal/benchapp"
 )
 
 // The benchmarks of issue 6: the time from the last lock's removal to the
@@ -210,7 +212,7 @@ func launchDrainitEnv(b *testing.B, m mode, env []string, args ...string) *bench
 	if p, err := exec.LookPath(argv[0]); err == nil {
 		cmd.Path = p
 	}
-	cmd.Env = append(append(os.Environ(), benchHelperEnv+"=stamp"), env...)
+	cmd.Env = append(append(os.Environ(), benchapp.Env+"=stamp"), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)

@@ -8,10 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drainit/drainit/internal/benchapp"
 )
 
 // progressEvery is the supervisor's interval between progress lines.
@@ -105,7 +106,7 @@ func TestWaitLogsUnderChurn(t *testing.T) {
 	os.WriteFile(hold, nil, 0o644)
 	p := run(t, nil, waitCmd(dir+"/*.lock")...)
 	p.waitLine(`waiting for 1 lock: `+regexp.QuoteMeta(hold)+`$`, long)
-	shortJobs(dir, 1500, 6*time.Second)
+	benchapp.ShortJobs(dir, 1500, 6*time.Second)
 	os.Remove(hold)
 	p.waitLine(`released `+regexp.QuoteMeta(dir)+`/\S+, 0 left$`, long)
 	if code := p.wait(long); code != 0 {
@@ -166,7 +167,7 @@ func BenchmarkDrainLinesUnderChurn(b *testing.B) {
 		}
 		r := launchDrainit(b, mode{}, "--lock", dir+"/*.lock")
 		r.drain(b)
-		shortJobs(dir, 600, 2*time.Second)
+		benchapp.ShortJobs(dir, 600, 2*time.Second)
 		if err := os.Remove(hold); err != nil {
 			b.Fatal(err)
 		}
@@ -176,23 +177,4 @@ func BenchmarkDrainLinesUnderChurn(b *testing.B) {
 	}
 	slices.Sort(lines)
 	b.ReportMetric(float64(lines[(len(lines)-1)/2]), "lines/drain")
-}
-
-// shortJobs starts n jobs evenly over d, each holding a lock file in dir
-// for 20 ms, and returns once the last has removed it.
-func shortJobs(dir string, n int, d time.Duration) {
-	var wg sync.WaitGroup
-	t0 := time.Now()
-	for i := range n {
-		time.Sleep(time.Until(t0.Add(d * time.Duration(i) / time.Duration(n)))) // the app's pace
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := fmt.Sprintf("%s/job-%d.lock", dir, i)
-			os.WriteFile(p, nil, 0o644)
-			time.Sleep(20 * time.Millisecond) // the job's work
-			os.Remove(p)
-		}()
-	}
-	wg.Wait()
 }
