@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/drainit/drainit/internal/benchapp"
+	"github.com/drainit/drainit/internal/testkit"
 )
 
 // The benchmarks of issue 6: the time from the last lock's removal to the
@@ -37,7 +38,7 @@ func BenchmarkReleaseToStop(b *testing.B) {
 	for _, m := range []mode{{pid1: false}, {pid1: true}} {
 		b.Run(m.String(), func(b *testing.B) {
 			if m.pid1 && !canNamespace() {
-				b.Skip("PID namespaces need root and unshare")
+				testkit.SkipOrFail(b, "PID namespaces need root and unshare")
 			}
 			dir := b.TempDir()
 			lock := filepath.Join(dir, "job.lock")
@@ -80,7 +81,7 @@ func BenchmarkJobExitToStop(b *testing.B) {
 		for _, m := range []mode{{pid1: false}, {pid1: true}} {
 			b.Run(kind+"/"+m.String(), func(b *testing.B) {
 				if m.pid1 && !canNamespace() {
-					b.Skip("PID namespaces need root and unshare")
+					testkit.SkipOrFail(b, "PID namespaces need root and unshare")
 				}
 				fifo := filepath.Join(b.TempDir(), "job.fifo")
 				if err := syscall.Mkfifo(fifo, 0o600); err != nil {

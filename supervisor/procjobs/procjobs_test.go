@@ -1,6 +1,7 @@
 package procjobs_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drainit/drainit/internal/testkit"
 	"github.com/drainit/drainit/supervisor/procjobs"
 )
 
@@ -93,7 +95,7 @@ func TestScanAllSkipsSelfAndAncestors(t *testing.T) {
 func TestExitsReportsTheEnd(t *testing.T) {
 	e, err := procjobs.NewExits()
 	if err != nil {
-		t.Skipf("no pidfds here: %v", err)
+		testkit.SkipOrFail(t, fmt.Sprintf("no pidfds here (pidfd_open needs Linux 5.3): %v", err))
 	}
 	defer e.Close()
 	a := sleeper(t, "1005")

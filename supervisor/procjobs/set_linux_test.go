@@ -1,12 +1,14 @@
 package procjobs_test
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/drainit/drainit/internal/testkit"
 	"github.com/drainit/drainit/supervisor/procjobs"
 )
 
@@ -80,7 +82,7 @@ func TestNilSet(t *testing.T) {
 func TestSetWatchesExits(t *testing.T) {
 	s := procjobs.Set{}
 	if err := s.WatchExits(); err != nil {
-		t.Skipf("no pidfds here: %v", err)
+		testkit.SkipOrFail(t, fmt.Sprintf("no pidfds here (pidfd_open needs Linux 5.3): %v", err))
 	}
 	defer s.Close()
 	a := sleeper(t, "1007")
