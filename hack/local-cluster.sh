@@ -500,7 +500,7 @@ down() {
 }
 
 run_tests() {
-	local rc=0 was_up=1 c
+	local rc was_up=1 c
 	for c in containerd "${components[@]}"; do alive "$c" || was_up=0; done
 	# Global, not local: the EXIT trap runs after this function returns.
 	[ $was_up = 1 ] || trap down EXIT
@@ -510,15 +510,26 @@ run_tests() {
 	. "$dir/env"
 	set +a
 	# -p 1: one package at a time; the deletion-cost tests stop and restart
-	# the API server, which the node's tests must not see.
-	(cd "$hack/kube/e2e" && go vet ./... && go test -p 1 -count=1 -timeout 30m "$@" ./...) || rc=$?
-	if [ $rc -ne 0 ]; then
+	# the API server, which the node's tests must not see. Each package
+	# takes a few minutes (more when the node suite must first build the
+	# example's image); the tests bound each request and command, so
+	# -timeout is only the last resort against a hang.
+	local out=$dir/go-test.log
+	set +e
+	(cd "$hack/kube/e2e" && go vet ./... && go test -p 1 -count=1 -timeout 25m "$@" ./...) 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	set -e
+	if [ "$rc" -ne 0 ]; then
 		for c in kubelet containerd kube-apiserver kube-controller-manager kube-scheduler; do
 			echo "== the end of $dir/$c.log" >&2
 			tail -15 "$dir/$c.log" >&2
 		done
+		# Last, where a truncated CI log still shows it: which tests
+		# failed, and which were running when go test's -timeout struck.
+		echo "== what failed (all of go test's output: $out)" >&2
+		grep -E -A3 '^(--- FAIL|FAIL|panic: |running tests:)|^\s+--- FAIL' "$out" | grep -v '^goroutine ' >&2 || true
 	fi
-	return $rc
+	return "$rc"
 }
 
 case "${1:-}" in

@@ -47,6 +47,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/yaml"
 
+	"github.com/drainit/drainit/hack/kube/e2e/internal/within"
 	"github.com/drainit/drainit/internal/testkit"
 )
 
@@ -61,15 +62,21 @@ const (
 
 	costAnnotation = "controller.kubernetes.io/pod-deletion-cost"
 	long           = 2 * time.Minute
-	lockDir        = "/app/demo-web/public/lock"
-	jobsLog        = "/app/demo-web/jobs.log"
+	// request bounds one API request or kubectl call: a server that takes
+	// a connection and never answers fails the test that asked, with the
+	// request in its message, instead of stalling the run until go test's
+	// -timeout.
+	request = 30 * time.Second
+	lockDir = "/app/demo-web/public/lock"
+	jobsLog = "/app/demo-web/jobs.log"
 )
 
 var root = func() string { p, _ := filepath.Abs("../../.."); return p }()
 
 type cluster struct {
-	kube *kubernetes.Clientset
-	dir  string // DRAINIT_KUBE_DIR: containerd's socket is there
+	kube   *kubernetes.Clientset // each request bounded by request
+	stream *kubernetes.Clientset // for watches and logs, bounded by their context
+	dir    string                // DRAINIT_KUBE_DIR: containerd's socket is there
 }
 
 func connect(t *testing.T) *cluster {
@@ -85,11 +92,15 @@ func connect(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
+	c := &cluster{dir: os.Getenv("DRAINIT_KUBE_DIR")}
+	if c.stream, err = kubernetes.NewForConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{kube: kube, dir: os.Getenv("DRAINIT_KUBE_DIR")}
+	cfg.Timeout = request
+	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // images builds what is missing and loads both images into the node.
@@ -99,7 +110,7 @@ var images = sync.OnceValue(func() error {
 		// stand-ins for its bases: minutes the first time).
 		build := exec.Command("go", "test", "-count=1", "-run", "TestDockerStopKeepsJobs", "./examples/apache-php/")
 		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
+		if out, err := within.CombinedOutput(build, 20*time.Minute); err != nil {
 			return fmt.Errorf("building %s with the apache-php tests: %v\n%s", Image, err, out)
 		}
 	}
@@ -108,11 +119,11 @@ var images = sync.OnceValue(func() error {
 	build := exec.Command("docker", "build", "-q", "-t", NoEntrypoint, "-")
 	build.Stdin = strings.NewReader("FROM " + Image + "\n" +
 		"ENTRYPOINT [\"docker-php-entrypoint\"]\nCMD [\"apache2-foreground\"]\nSTOPSIGNAL SIGWINCH\n")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := within.CombinedOutput(build, 5*time.Minute); err != nil {
 		return fmt.Errorf("docker build %s: %v\n%s", NoEntrypoint, err, out)
 	}
 	load := exec.Command(filepath.Join(root, "hack/local-cluster.sh"), "load", Image, NoEntrypoint)
-	if out, err := load.CombinedOutput(); err != nil {
+	if out, err := within.CombinedOutput(load, 5*time.Minute); err != nil {
 		return fmt.Errorf("local-cluster.sh load: %v\n%s", err, out)
 	}
 	return nil
@@ -181,7 +192,7 @@ func (c *cluster) namespace(t *testing.T, prefix string) *ns {
 	}
 	w, err := watchtools.NewRetryWatcherWithContext(wctx, list.ResourceVersion, &cache.ListWatch{
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return c.kube.CoreV1().Pods(n.name).Watch(ctx, o)
+			return c.stream.CoreV1().Pods(n.name).Watch(ctx, o)
 		},
 	})
 	if err != nil {
@@ -212,7 +223,7 @@ func (c *cluster) namespace(t *testing.T, prefix string) *ns {
 	t.Cleanup(func() {
 		defer cancel()
 		if t.Failed() {
-			out, _ := exec.Command("kubectl", "-n", n.name, "get", "pods,events", "-o", "wide").CombinedOutput()
+			out, _ := within.CombinedOutput(exec.Command("kubectl", "-n", n.name, "get", "pods,events", "-o", "wide"), request)
 			t.Logf("kubectl get pods,events:\n%s", out)
 		}
 		one := int64(1)
@@ -238,7 +249,7 @@ func (c *cluster) namespace(t *testing.T, prefix string) *ns {
 
 func (n *ns) kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("kubectl", append([]string{"-n", n.name}, args...)...).CombinedOutput()
+	out, err := within.CombinedOutput(exec.Command("kubectl", append([]string{"-n", n.name}, args...)...), request)
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -423,7 +434,7 @@ func (n *ns) follow(t *testing.T, p corev1.Pod) *pod {
 	}()
 	go func() {
 		defer close(f.logsOK)
-		s, err := n.c.kube.CoreV1().Pods(n.name).GetLogs(p.Name, &corev1.PodLogOptions{Follow: true}).Stream(context.Background())
+		s, err := n.c.stream.CoreV1().Pods(n.name).GetLogs(p.Name, &corev1.PodLogOptions{Follow: true}).Stream(context.Background())
 		if err != nil {
 			f.mu.Lock()
 			f.logs.WriteString("(kubectl logs: " + err.Error() + ")")
@@ -445,7 +456,7 @@ func (n *ns) follow(t *testing.T, p corev1.Pod) *pod {
 // PID 1.
 func (c *cluster) taskPID(t *testing.T, id string) int {
 	t.Helper()
-	out, err := exec.Command("ctr", "-a", filepath.Join(c.dir, "containerd/containerd.sock"), "-n", "k8s.io", "tasks", "ls").Output()
+	out, err := within.Output(exec.Command("ctr", "-a", filepath.Join(c.dir, "containerd/containerd.sock"), "-n", "k8s.io", "tasks", "ls"), request)
 	if err != nil {
 		t.Fatalf("ctr tasks ls: %v", err)
 	}
@@ -566,7 +577,7 @@ func (p *pod) status(n *ns, phase string) statusState {
 	p.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err := exec.Command("kubectl", "-n", n.name, "exec", p.name, "--", "drainit", "status", "--json").Output()
+		out, err := within.Output(exec.Command("kubectl", "-n", n.name, "exec", p.name, "--", "drainit", "status", "--json"), request)
 		var st statusState
 		if err == nil {
 			if jerr := json.Unmarshal(out, &st); jerr != nil {

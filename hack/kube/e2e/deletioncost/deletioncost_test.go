@@ -36,15 +36,21 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/drainit/drainit/hack/kube/e2e/internal/within"
 	"github.com/drainit/drainit/internal/testkit"
 )
 
 const (
 	annotation = "controller.kubernetes.io/pod-deletion-cost"
 	patience   = 60 * time.Second
+	// request bounds one API request: a server that takes a connection
+	// and never answers fails the test that asked, with the request in
+	// its message, instead of stalling the run until go test's -timeout.
+	request = 30 * time.Second
 	// The cluster has a scheduler and a kubelet; these tests' pods must
 	// stay unassigned: assigned pods rank above unassigned ones in a
 	// scale-down whatever their cost, and the kubelet would run them.
@@ -54,7 +60,8 @@ const (
 // cluster is the one local-cluster.sh started, as its env file describes.
 type cluster struct {
 	dir, server, ca, audit string
-	kube                   *kubernetes.Clientset
+	kube                   *kubernetes.Clientset // each request bounded by request
+	watch                  *kubernetes.Clientset // for watches, bounded by their context
 }
 
 func connect(t *testing.T) *cluster {
@@ -68,16 +75,20 @@ func connect(t *testing.T) *cluster {
 	if c.server == "" {
 		testkit.SkipOrFail(t, "no cluster: run hack/local-cluster.sh test (DRAINIT_KUBE_SERVER is not set)")
 	}
-	kube, err := kubernetes.NewForConfig(&rest.Config{
+	cfg := &rest.Config{
 		Host:            c.server,
 		BearerToken:     os.Getenv("DRAINIT_KUBE_TOKEN"),
 		TLSClientConfig: rest.TLSClientConfig{CAFile: c.ca},
 		QPS:             100, Burst: 200,
-	})
-	if err != nil {
+	}
+	var err error
+	if c.watch, err = kubernetes.NewForConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
-	c.kube = kube
+	cfg.Timeout = request
+	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -215,6 +226,9 @@ func start(t *testing.T, c *cluster, ns, name, kubeDir string, interval time.Dur
 	p.cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST="+u.Hostname(), "KUBERNETES_SERVICE_PORT="+u.Port(),
 		"POD_NAME="+name, "POD_NAMESPACE="+ns)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	// Killed after patience, drainit leaves its sleep holding the pipes:
+	// Wait must not wait for them.
+	p.cmd.WaitDelay = time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +307,7 @@ func (c *cluster) waitPods(t *testing.T, ns, what string, ok func([]corev1.Pod) 
 		if ok(pods) {
 			return pods
 		}
-		w, err := c.kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+		w, err := c.watch.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
 		if err != nil {
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
@@ -463,21 +477,33 @@ func TestRateLimitAndTrailingWrite(t *testing.T) {
 		cost string
 	}
 	changes := make(chan change, 1000)
-	w, err := c.kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	w, err := c.watch.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
+	ended := make(chan string, 1) // why the watch ended early
 	go func() {
 		last := ""
 		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				ended <- fmt.Sprintf("%v", ev.Object)
+				return
+			}
 			if pod, ok := ev.Object.(*corev1.Pod); ok && pod.Annotations[annotation] != last {
 				last = pod.Annotations[annotation]
 				changes <- change{time.Now(), last}
 			}
 		}
+		ended <- "the server closed it"
 	}()
-	<-changes // the watch's first event: the pod as it is, cost 0
+	select { // the watch's first event: the pod as it is, cost 0
+	case <-changes:
+	case why := <-ended:
+		t.Fatalf("the watch of pod %s ended before its first event: %s", name, why)
+	case <-time.After(patience):
+		t.Fatalf("the watch of pod %s sent no first event within %v", name, patience)
+	}
 
 	start := time.Now()
 	const burst = 60
@@ -494,6 +520,8 @@ func TestRateLimitAndTrailingWrite(t *testing.T) {
 		select {
 		case ch := <-changes:
 			got = append(got, ch)
+		case why := <-ended:
+			t.Fatalf("the watch of pod %s ended (%s) before the last value %d; changes seen: %v", name, why, burst, got)
 		case <-deadline:
 			t.Fatalf("the last value %d did not land; changes seen: %v", burst, got)
 		}
@@ -634,7 +662,7 @@ func TestExampleManifests(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			out, err := exec.Command("kubectl", "apply", "--dry-run=server", "-f", f).CombinedOutput()
+			out, err := within.CombinedOutput(exec.Command("kubectl", "apply", "--dry-run=server", "-f", f), patience)
 			if err != nil {
 				t.Fatalf("kubectl apply --dry-run=server -f %s: %v\n%s", f, err, out)
 			}
@@ -673,7 +701,7 @@ func TestServerStopped(t *testing.T) {
 	restarted := false
 	t.Cleanup(func() {
 		if !restarted {
-			_ = exec.Command(filepath.Join(c.dir, "start-apiserver")).Run()
+			_ = within.Run(exec.Command(filepath.Join(c.dir, "start-apiserver")), patience)
 		}
 	})
 	for n := 2; n <= 50; n++ {
@@ -681,7 +709,7 @@ func TestServerStopped(t *testing.T) {
 	}
 	p.logs.Wait(t, patience, "warn:", "unreachable")
 
-	if out, err := exec.Command(filepath.Join(c.dir, "start-apiserver")).CombinedOutput(); err != nil {
+	if out, err := within.CombinedOutput(exec.Command(filepath.Join(c.dir, "start-apiserver")), patience); err != nil {
 		t.Fatalf("start-apiserver: %v\n%s", err, out)
 	}
 	restarted = true
