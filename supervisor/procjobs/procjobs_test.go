@@ -15,8 +15,8 @@ import (
 	"github.com/drainit/drainit/supervisor/procjobs"
 )
 
-// sleeper starts `sleep N tag` (sleep adds its arguments up) and ends it
-// with the test.
+// sleeper starts `sleep N tag` (sleep adds its arguments up), waits until
+// its exec is done, and ends it with the test.
 func sleeper(t testing.TB, secs string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("sleep", secs, "0")
@@ -24,7 +24,18 @@ func sleeper(t testing.TB, secs string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	// Start returns before the kernel has written the new program's
+	// arguments (TestScanSeesAJobJustStarted).
+	path := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/cmdline"
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if b, err := os.ReadFile(path); err == nil && strings.HasPrefix(string(b), "sleep\x00") {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep %s (pid %d): its exec not done after 10s", secs, cmd.Process.Pid)
+		}
+		time.Sleep(time.Millisecond) // polling the kernel's progress
+	}
 }
 
 func pidsOf(ps []procjobs.Proc) []int {
@@ -89,6 +100,32 @@ func TestScanAllSkipsSelfAndAncestors(t *testing.T) {
 	got = procjobs.Scan(procjobs.Rules{Match: []*regexp.Regexp{regexp.MustCompile(`^sleep 1004 `)}}, procjobs.Scope{Self: self, All: true})
 	if !slices.Equal(pidsOf(got), []int{a.Process.Pid}) {
 		t.Fatalf("scan of all found %v, want the sleeper", got)
+	}
+}
+
+// A job caught by a scan in the middle of its exec (Start has returned,
+// the kernel has not yet written its arguments) is still found, by the
+// namespace init's scan and by a subreaper's. On an idle machine a scan
+// reads the newest process last and the exec is over by then; under CI's
+// load it was not, and the scan found nothing.
+//
+// The other tests wait for the exec (sleeper): their subject is matching.
+func TestScanSeesAJobJustStarted(t *testing.T) {
+	self := os.Getpid()
+	rules := procjobs.Rules{Match: []*regexp.Regexp{regexp.MustCompile(`^sleep 1006 `)}}
+	for _, all := range []bool{true, false} {
+		for range 100 {
+			cmd := exec.Command("sleep", "1006", "0")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			got := pidsOf(procjobs.Scan(rules, procjobs.Scope{Self: self, All: all}))
+			cmd.Process.Kill()
+			cmd.Wait()
+			if !slices.Equal(got, []int{cmd.Process.Pid}) {
+				t.Fatalf("All=%v: a scan right after the start found %v, want %d", all, got, cmd.Process.Pid)
+			}
+		}
 	}
 }
 

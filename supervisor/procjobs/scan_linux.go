@@ -132,6 +132,10 @@ func Scan(r Rules, sc Scope) []Proc {
 				continue
 			}
 			cmd, ok := cmdline(buf[:], pid)
+			if ok && cmd == "" {
+				// A kernel thread, a zombie, or an exec in progress.
+				cmd, ok = settledCmdline(buf[:], pid)
+			}
 			if !ok || !matches(r.Match, cmd) {
 				continue
 			}
@@ -170,6 +174,9 @@ func Scan(r Rules, sc Scope) []Proc {
 			continue
 		}
 		cmd, ok := cmdline(buf[:], pid)
+		if ok && cmd == "" {
+			cmd, ok = settledCmdline(buf[:], pid)
+		}
 		if !ok {
 			continue
 		}
@@ -256,6 +263,10 @@ type stat struct {
 	start  uint64
 	zombie bool
 	kernel bool
+	// midExec: the process's memory has no arguments yet (arg_start is
+	// 0), as between the two halves of an execve; also true for kernel
+	// threads and zombies, and where stat hides the field.
+	midExec bool
 }
 
 // pfKthread marks a kernel thread in stat's flags; as a subreaper's
@@ -272,7 +283,7 @@ func readStat(buf []byte, pid int) (stat, bool) {
 	}
 	// The command name can hold spaces and parentheses; the fields after
 	// its last ')' are fixed: state, ppid, … flags (the 7th), … starttime
-	// (the 20th).
+	// (the 20th), … arg_start (the 46th, since Linux 3.5).
 	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
 		return stat{}, false
@@ -284,12 +295,14 @@ func readStat(buf []byte, pid int) (stat, bool) {
 	ppid, _ := strconv.Atoi(string(f[1]))
 	flags, _ := strconv.ParseUint(string(f[6]), 10, 64)
 	start, _ := strconv.ParseUint(string(f[19]), 10, 64)
+	midExec := len(f) < 46 || string(f[45]) == "0"
 	return stat{
-		comm:   string(b[open+1 : end]),
-		ppid:   ppid,
-		start:  start,
-		zombie: f[0][0] == 'Z' || f[0][0] == 'X',
-		kernel: flags&pfKthread != 0,
+		comm:    string(b[open+1 : end]),
+		ppid:    ppid,
+		start:   start,
+		zombie:  f[0][0] == 'Z' || f[0][0] == 'X',
+		kernel:  flags&pfKthread != 0,
+		midExec: midExec,
 	}, true
 }
 
@@ -308,6 +321,40 @@ func cmdline(buf []byte, pid int) (string, bool) {
 		}
 	}
 	return string(b), true
+}
+
+// execSettle bounds how long a scan waits for the command line of a
+// process caught in the middle of an execve. The kernel lets the parent go
+// (the end of a vfork, the close-on-exec pipe by which Go's StartProcess
+// learns that the exec worked) before it has written the new program's
+// arguments, and /proc/PID/cmdline reads empty until it has. Measured
+// here, a fifth of the reads made right after exec.Cmd.Start returned came
+// back empty; the window is longer when the program's loader must come
+// from disk. Without the wait, a job started just before a scan would be
+// missed by it.
+const execSettle = 250 * time.Millisecond
+
+// settledCmdline reads again a command line found empty, while stat says
+// the process is mid-exec, for up to execSettle. Mid-exec, the process's
+// new memory has no arguments yet (arg_start is 0); a program started with
+// no arguments at all has them, so it costs the scan nothing. Where stat
+// hides arg_start (another user's process, without ptrace rights), an
+// empty command line is waited for to the end of execSettle.
+func settledCmdline(buf []byte, pid int) (string, bool) {
+	deadline := time.Now().Add(execSettle)
+	for {
+		st, ok := readStat(buf, pid)
+		if !ok {
+			return "", false
+		}
+		// stat first: once it says the exec is done, the command line
+		// read after it is the new program's.
+		cmd, ok := cmdline(buf, pid)
+		if !ok || cmd != "" || !st.midExec || st.zombie || st.kernel || time.Now().After(deadline) {
+			return cmd, ok
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // readProc reads one /proc file in a single read: they are generated whole
