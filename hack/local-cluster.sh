@@ -524,10 +524,7 @@ run_tests() {
 			echo "== the end of $dir/$c.log" >&2
 			tail -15 "$dir/$c.log" >&2
 		done
-		# Last, where a truncated CI log still shows it: which tests
-		# failed, and which were running when go test's -timeout struck.
-		echo "== what failed (all of go test's output: $out)" >&2
-		grep -E -A3 '^(--- FAIL|FAIL|panic: |running tests:)|^\s+--- FAIL' "$out" | grep -v '^goroutine ' >&2 || true
+		"$hack/what-failed.sh" "$out" >&2
 	fi
 	return "$rc"
 }
