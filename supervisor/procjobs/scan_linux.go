@@ -122,6 +122,7 @@ func Scan(r Rules, sc Scope) []Proc {
 	}
 	var buf [4096]byte
 	var out []Proc
+	var settling settle
 
 	// As the namespace's init with only expressions to match, one read of
 	// each command line decides, and stat is read for the few that match:
@@ -131,11 +132,7 @@ func Scan(r Rules, sc Scope) []Proc {
 			if skip[pid] {
 				continue
 			}
-			cmd, ok := cmdline(buf[:], pid)
-			if ok && cmd == "" {
-				// A kernel thread, a zombie, or an exec in progress.
-				cmd, ok = settledCmdline(buf[:], pid)
-			}
+			cmd, ok := settling.cmdline(buf[:], pid)
 			if !ok || !matches(r.Match, cmd) {
 				continue
 			}
@@ -173,10 +170,7 @@ func Scan(r Rules, sc Scope) []Proc {
 		if !adopted && len(r.Match) == 0 {
 			continue
 		}
-		cmd, ok := cmdline(buf[:], pid)
-		if ok && cmd == "" {
-			cmd, ok = settledCmdline(buf[:], pid)
-		}
+		cmd, ok := settling.cmdline(buf[:], pid)
 		if !ok {
 			continue
 		}
@@ -263,9 +257,10 @@ type stat struct {
 	start  uint64
 	zombie bool
 	kernel bool
-	// midExec: the process's memory has no arguments yet (arg_start is
-	// 0), as between the two halves of an execve; also true for kernel
-	// threads and zombies, and where stat hides the field.
+	// midExec: the kernel has not finished writing the new program's
+	// arguments and environment (env_end is 0), as between the two halves
+	// of an execve; also true for kernel threads and zombies, which have
+	// no memory, and where stat hides the field.
 	midExec bool
 }
 
@@ -283,7 +278,7 @@ func readStat(buf []byte, pid int) (stat, bool) {
 	}
 	// The command name can hold spaces and parentheses; the fields after
 	// its last ')' are fixed: state, ppid, … flags (the 7th), … starttime
-	// (the 20th), … arg_start (the 46th, since Linux 3.5).
+	// (the 20th), … env_end (the 49th, since Linux 3.5).
 	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
 		return stat{}, false
@@ -295,7 +290,7 @@ func readStat(buf []byte, pid int) (stat, bool) {
 	ppid, _ := strconv.Atoi(string(f[1]))
 	flags, _ := strconv.ParseUint(string(f[6]), 10, 64)
 	start, _ := strconv.ParseUint(string(f[19]), 10, 64)
-	midExec := len(f) < 46 || string(f[45]) == "0"
+	midExec := len(f) < 49 || string(f[48]) == "0"
 	return stat{
 		comm:    string(b[open+1 : end]),
 		ppid:    ppid,
@@ -323,8 +318,8 @@ func cmdline(buf []byte, pid int) (string, bool) {
 	return string(b), true
 }
 
-// execSettle bounds how long a scan waits for the command line of a
-// process caught in the middle of an execve. The kernel lets the parent go
+// execSettle bounds how long a scan waits for the command lines of
+// processes caught in the middle of an execve. The kernel lets the parent go
 // (the end of a vfork, the close-on-exec pipe by which Go's StartProcess
 // learns that the exec worked) before it has written the new program's
 // arguments, and /proc/PID/cmdline reads empty until it has. Measured
@@ -334,14 +329,25 @@ func cmdline(buf []byte, pid int) (string, bool) {
 // missed by it.
 const execSettle = 250 * time.Millisecond
 
-// settledCmdline reads again a command line found empty, while stat says
-// the process is mid-exec, for up to execSettle. Mid-exec, the process's
-// new memory has no arguments yet (arg_start is 0); a program started with
-// no arguments at all has them, so it costs the scan nothing. Where stat
-// hides arg_start (another user's process, without ptrace rights), an
-// empty command line is waited for to the end of execSettle.
-func settledCmdline(buf []byte, pid int) (string, bool) {
-	deadline := time.Now().Add(execSettle)
+// settle is one scan's time for processes met mid-exec: execSettle in
+// all, from the first of them, so that several cannot add up their waits.
+type settle struct{ deadline time.Time }
+
+// cmdline reads a command line, and one found empty again while stat
+// says the process is mid-exec, until the scan's execSettle is spent
+// (kernel threads and zombies, empty too, are not waited for). The kernel
+// reads a command line as empty until it has set env_end, last of the
+// new program's arguments and environment, so env_end is what tells; a
+// program started with no arguments at all has it set and costs nothing.
+// Where stat hides the field (another user's process, without ptrace
+// rights), an empty command line is waited for to the end.
+func (s *settle) cmdline(buf []byte, pid int) (string, bool) {
+	if cmd, ok := cmdline(buf, pid); !ok || cmd != "" {
+		return cmd, ok
+	}
+	if s.deadline.IsZero() {
+		s.deadline = time.Now().Add(execSettle)
+	}
 	for {
 		st, ok := readStat(buf, pid)
 		if !ok {
@@ -350,7 +356,7 @@ func settledCmdline(buf []byte, pid int) (string, bool) {
 		// stat first: once it says the exec is done, the command line
 		// read after it is the new program's.
 		cmd, ok := cmdline(buf, pid)
-		if !ok || cmd != "" || !st.midExec || st.zombie || st.kernel || time.Now().After(deadline) {
+		if !ok || cmd != "" || !st.midExec || st.zombie || st.kernel || time.Now().After(s.deadline) {
 			return cmd, ok
 		}
 		time.Sleep(100 * time.Microsecond)
