@@ -516,13 +516,13 @@ run_tests() {
 	# -timeout is only the last resort against a hang.
 	local out=$dir/go-test.log
 	set +e
-	(cd "$hack/kube/e2e" && go vet ./... && go test -p 1 -count=1 -timeout 25m "$@" ./...) 2>&1 | tee "$out"
+	(cd "$hack/kube/e2e" && go vet ./... && go test -p 1 -count=1 -timeout 30m "$@" ./...) 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
 	set -e
 	if [ "$rc" -ne 0 ]; then
 		for c in kubelet containerd kube-apiserver kube-controller-manager kube-scheduler; do
 			echo "== the end of $dir/$c.log" >&2
-			tail -15 "$dir/$c.log" >&2
+			tail -15 "$dir/$c.log" >&2 || true
 		done
 		"$hack/what-failed.sh" "$out" >&2
 	fi

@@ -105,12 +105,12 @@ func connect(t *testing.T) *cluster {
 
 // images builds what is missing and loads both images into the node.
 var images = sync.OnceValue(func() error {
-	if exec.Command("docker", "image", "inspect", Image).Run() != nil {
+	if within.Run(exec.Command("docker", "image", "inspect", Image), time.Minute) != nil {
 		// The apache-php tests build it from Dockerfile.example (and the
 		// stand-ins for its bases: minutes the first time).
 		build := exec.Command("go", "test", "-count=1", "-run", "TestDockerStopKeepsJobs", "./examples/apache-php/")
 		build.Dir = root
-		if out, err := within.CombinedOutput(build, 20*time.Minute); err != nil {
+		if out, err := within.CombinedOutput(build, 18*time.Minute); err != nil {
 			return fmt.Errorf("building %s with the apache-php tests: %v\n%s", Image, err, out)
 		}
 	}
@@ -119,11 +119,11 @@ var images = sync.OnceValue(func() error {
 	build := exec.Command("docker", "build", "-q", "-t", NoEntrypoint, "-")
 	build.Stdin = strings.NewReader("FROM " + Image + "\n" +
 		"ENTRYPOINT [\"docker-php-entrypoint\"]\nCMD [\"apache2-foreground\"]\nSTOPSIGNAL SIGWINCH\n")
-	if out, err := within.CombinedOutput(build, 5*time.Minute); err != nil {
+	if out, err := within.CombinedOutput(build, 3*time.Minute); err != nil {
 		return fmt.Errorf("docker build %s: %v\n%s", NoEntrypoint, err, out)
 	}
 	load := exec.Command(filepath.Join(root, "hack/local-cluster.sh"), "load", Image, NoEntrypoint)
-	if out, err := within.CombinedOutput(load, 5*time.Minute); err != nil {
+	if out, err := within.CombinedOutput(load, 3*time.Minute); err != nil {
 		return fmt.Errorf("local-cluster.sh load: %v\n%s", err, out)
 	}
 	return nil
@@ -432,9 +432,11 @@ func (n *ns) follow(t *testing.T, p corev1.Pod) *pod {
 			}
 		}
 	}()
+	logs, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop) // a stream that outlives wait's patience
 	go func() {
 		defer close(f.logsOK)
-		s, err := n.c.stream.CoreV1().Pods(n.name).GetLogs(p.Name, &corev1.PodLogOptions{Follow: true}).Stream(context.Background())
+		s, err := n.c.stream.CoreV1().Pods(n.name).GetLogs(p.Name, &corev1.PodLogOptions{Follow: true}).Stream(logs)
 		if err != nil {
 			f.mu.Lock()
 			f.logs.WriteString("(kubectl logs: " + err.Error() + ")")
@@ -499,12 +501,12 @@ func (p *pod) start(id string, d time.Duration) {
 }
 
 // wait waits for the container to exit and its kubectl logs to end.
-func (p *pod) wait(within time.Duration) {
+func (p *pod) wait(bound time.Duration) {
 	p.t.Helper()
 	select {
 	case <-p.exited:
-	case <-time.After(within):
-		p.t.Fatalf("pod %s: container still running %v later", p.name, within)
+	case <-time.After(bound):
+		p.t.Fatalf("pod %s: container still running %v later", p.name, bound)
 	}
 	select {
 	case <-p.logsOK:

@@ -192,7 +192,7 @@ func TestMain(m *testing.M) {
 	build := exec.Command("go", "build", "-o", drainitBin, "./cmd/drainit")
 	build.Dir = "../../../.."
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := within.CombinedOutput(build, 10*time.Minute); err != nil {
 		fmt.Fprintf(os.Stderr, "building drainit: %v\n%s", err, out)
 		os.Exit(1)
 	}
