@@ -324,9 +324,9 @@ func cmdline(buf []byte, pid int) (string, bool) {
 // learns that the exec worked) before it has written the new program's
 // arguments, and /proc/PID/cmdline reads empty until it has. Measured
 // here, a fifth of the reads made right after exec.Cmd.Start returned came
-// back empty; the window is longer when the program's loader must come
-// from disk. Without the wait, a job started just before a scan would be
-// missed by it.
+// back empty; the window lasts as long as the kernel takes to map the
+// program and its loader, longer on a loaded machine. Without the wait, a
+// job started just before a scan would be missed by it.
 const execSettle = 250 * time.Millisecond
 
 // settle is one scan's time for processes met mid-exec: execSettle in
