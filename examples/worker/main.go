@@ -231,7 +231,10 @@ func startProcess(name string, secs float64) (*exec.Cmd, error) {
 }
 
 // waitProcess waits for the job's process; cancelled, the job gets
-// SIGTERM.
+// SIGTERM. A job whose process had already finished, but was not yet
+// reaped, when the cancel came keeps its result: drainit sees a job's end
+// the moment it happens and may stop the worker before the worker has
+// noticed, and pushing back a finished job would run it twice.
 func waitProcess(ctx context.Context, cmd *exec.Cmd) error {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -240,8 +243,10 @@ func waitProcess(ctx context.Context, cmd *exec.Cmd) error {
 		return err
 	case <-ctx.Done():
 		cmd.Process.Signal(syscall.SIGTERM)
-		<-done
-		return errors.New("interrupted")
+		if err := <-done; err != nil {
+			return fmt.Errorf("interrupted: %w", err)
+		}
+		return nil
 	}
 }
 

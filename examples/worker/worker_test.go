@@ -81,7 +81,8 @@ func quietThenStop(t *testing.T, processes bool) {
 		// drainit sees a job process end (its pidfd) before the worker
 		// has reaped it and logged "finished": only drainit's own line is
 		// sure to come before the stop, and the worker may still count
-		// the job as running when TERM arrives.
+		// the job as running when TERM arrives (it then finds the job
+		// finished, not interrupted: TestWaitProcessKeepsAFinishedJob).
 		p.waitLine("worker: stopping (terminated)")
 	} else {
 		// The worker logs "finished" and forgets the job before it
