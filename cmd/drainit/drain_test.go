@@ -269,8 +269,12 @@ func TestDrainStalePID(t *testing.T) {
 func TestDrainAfterAppExit(t *testing.T) {
 	forEachMode(t, func(t *testing.T, m mode) {
 		dir := lockDir(t)
-		script := fmt.Sprintf(`DRAINIT_TEST_HELPER=job sh -c '"$0" "$@" &' "$0" %s/j.lock 1s 1; while [ ! -e %s/j.lock ]; do :; done; exit 5`, dir, dir)
-		p := start(t, m, opts{}, "--lock", dir+"/*.lock", "--", "sh", "-c", script, selfBin)
+		// The job's second counts from the drain's start (its marker), so
+		// the lock is still held when the drain looks, however loaded
+		// the machine.
+		marker := filepath.Join(filepath.Dir(dir), "draining")
+		script := fmt.Sprintf(`DRAINIT_TEST_HELPER=job HELPER_AFTER=%s sh -c '"$0" "$@" &' "$0" %s/j.lock 1s 1; while [ ! -e %s/j.lock ]; do :; done; exit 5`, marker, dir, dir)
+		p := start(t, m, opts{}, "--lock", dir+"/*.lock", "--marker", marker, "--", "sh", "-c", script, selfBin)
 		p.waitLine(`draining by="the app's exit" locks="1 `, long)
 		p.waitLine(`^job 1 done`, long)
 		if code := p.wait(long); code != 5 {

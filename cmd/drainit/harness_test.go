@@ -255,7 +255,7 @@ func (p *proc) transcript() string {
 func (p *proc) waitLine(re string, timeout time.Duration) []string {
 	p.t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.After(timeout)
+	w := p.waiting(re, timeout)
 	for {
 		p.mu.Lock()
 		for i := p.seen; i < len(p.out); i++ {
@@ -266,22 +266,7 @@ func (p *proc) waitLine(re string, timeout time.Duration) []string {
 			}
 		}
 		p.mu.Unlock()
-		select {
-		case <-p.more:
-		case <-p.done:
-			p.drained()
-			p.mu.Lock()
-			found := false
-			for i := p.seen; i < len(p.out); i++ {
-				found = found || rx.MatchString(p.out[i])
-			}
-			p.mu.Unlock()
-			if !found {
-				p.t.Fatalf("drainit exited (%d) before printing a line matching %q:\n%s", p.code, re, p.transcript())
-			}
-		case <-deadline:
-			p.t.Fatalf("no line matching %q within %v:\n%s", re, timeout, p.transcript())
-		}
+		w.next()
 	}
 }
 
@@ -290,18 +275,45 @@ func (p *proc) waitLine(re string, timeout time.Duration) []string {
 func (p *proc) waitSeen(re string, timeout time.Duration) {
 	p.t.Helper()
 	rx := regexp.MustCompile(`(?m)` + re)
-	deadline := time.After(timeout)
+	w := p.waiting(re, timeout)
 	for !rx.MatchString(p.transcript()) {
-		select {
-		case <-p.more:
-		case <-p.done:
-			p.drained()
-			if !rx.MatchString(p.transcript()) {
-				p.t.Fatalf("drainit exited (%d) before printing a line matching %q:\n%s", p.code, re, p.transcript())
-			}
-		case <-deadline:
-			p.t.Fatalf("no line matching %q within %v:\n%s", re, timeout, p.transcript())
-		}
+		w.next()
+	}
+}
+
+// waiter is one wait for a line: next blocks until more output may hold
+// it, and fails the test when none can come. Once drainit has exited, the
+// processes still holding the pipe (an app stopped by its parent-death
+// signal, a job outliving its wrapper) may still write until it ends, or
+// until the wait's own deadline: on a loaded machine that can take more
+// than a moment.
+type waiter struct {
+	p        *proc
+	re       string
+	timeout  time.Duration
+	deadline <-chan time.Time
+	done     <-chan struct{} // drainit's exit; nil once seen
+	eof      <-chan struct{} // the pipe's end; waited for from drainit's exit on
+	ended    bool            // the pipe has ended: what is there is all
+}
+
+func (p *proc) waiting(re string, timeout time.Duration) *waiter {
+	return &waiter{p: p, re: re, timeout: timeout, deadline: time.After(timeout), done: p.done}
+}
+
+func (w *waiter) next() {
+	w.p.t.Helper()
+	if w.ended {
+		w.p.t.Fatalf("drainit exited (%d) before printing a line matching %q:\n%s", w.p.code, w.re, w.p.transcript())
+	}
+	select {
+	case <-w.p.more:
+	case <-w.done:
+		w.done, w.eof = nil, w.p.eof
+	case <-w.eof:
+		w.ended = true // one more look at the lines, then the end
+	case <-w.deadline:
+		w.p.t.Fatalf("no line matching %q within %v:\n%s", w.re, w.timeout, w.p.transcript())
 	}
 }
 

@@ -83,7 +83,7 @@ func TestOrphanedJobs(t *testing.T) {
 				}
 			}
 			addr := wait(`listening on (\S+) \(jobs orphaned by ` + launch)[1]
-			resp, err := http.Post("http://"+addr+"/jobs?name=j1&kind=own&seconds=0.5", "", nil)
+			resp, err := http.Post("http://"+addr+"/jobs?name=j1&kind=own&seconds=2", "", nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,8 +22,8 @@ var appEnv = fmt.Sprintf("DEMO_EXIT_CODE=%d", appCode)
 func TestDockerStopWaitsForJobs(t *testing.T) {
 	t.Parallel()
 	c := run(t, testImage(t, "drainit"), appEnv, "DRAINIT_GRACE=30")
-	c.startJob("wrapped-1", "wrapped", 2)
-	c.startJob("own-1", "own", 3)
+	c.startJob("wrapped-1", "wrapped", 4)
+	c.startJob("own-1", "own", 5)
 	stopped := c.stop(30)
 	c.waitEnd()
 

@@ -111,7 +111,9 @@ func TestScanAllSkipsSelfAndAncestors(t *testing.T) {
 // nothing. The other tests wait for the exec (sleeper): their subject is
 // matching.
 func TestCommandLineRightAfterStart(t *testing.T) {
-	for range 500 {
+	// About 40 of 200 reads meet the window: the test fails for certain
+	// without the wait, and rarely meets an exec slower than its 250 ms.
+	for range 200 {
 		cmd := exec.Command("sleep", "1006", "0")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -220,7 +222,9 @@ func TestCommand(t *testing.T) {
 	}
 }
 
-// Started is when the process started, to the tick (10ms) /proc counts in.
+// Started is when the process started, to the tick (10ms) /proc counts in,
+// and early by as long as a loaded machine stops it between its two clock
+// readings.
 func TestStarted(t *testing.T) {
 	before := time.Now()
 	a := sleeper(t, "1004")
@@ -230,7 +234,7 @@ func TestStarted(t *testing.T) {
 			continue
 		}
 		started, ok := p.Started()
-		if !ok || started.Before(before.Add(-10*time.Millisecond)) || started.After(after.Add(time.Millisecond)) {
+		if !ok || started.Before(before.Add(-100*time.Millisecond)) || started.After(after.Add(time.Millisecond)) {
 			t.Errorf("started %v (%v), want between %v and %v", started, ok, before, after)
 		}
 		return
