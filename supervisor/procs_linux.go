@@ -50,12 +50,14 @@ func (s *state) stopProcs() {
 func (s *state) rescanProcs(now time.Time, logNew bool) int {
 	s.nextScan = now.Add(orDefault(s.cfg.Poll, time.Second))
 	added, ended := s.procs.Update(s.scanProcs())
+	// Ends first, as they happened: a PID reused by the same command
+	// names the ended job and the new one alike.
+	s.logEnded(ended)
 	if logNew {
 		for _, p := range added {
 			s.dlog.Started(p.String(), now, "new job while draining", "job", p.String())
 		}
 	}
-	s.logEnded(ended)
 	return len(added)
 }
 

@@ -211,10 +211,7 @@ func (s *state) followJobs(now time.Time) {
 	for p := range s.procs.All() {
 		k := p.ID()
 		if _, ok := r.procs[k]; !ok {
-			since := now
-			if t, ok := p.Started(); ok && t.Before(now) {
-				since = t
-			}
+			since := p.Began(now)
 			j := status.Job{PID: p.PID, Command: p.Command(), Since: since}
 			r.procs[k] = j
 			r.byName[j.Name()] = since

@@ -180,18 +180,16 @@ func (w *waiter) rescan(logNew bool) int {
 	}
 	found := procjobs.Scan(procjobs.Rules{Match: w.cfg.Jobs}, procjobs.Scope{Self: os.Getpid(), All: true, Ancestors: true, Exclude: []int{1}})
 	added, ended := w.procs.Update(found)
+	// Ends first: a PID reused by the same command names the ended job
+	// and the new one alike, and the new one's start must stay.
+	w.logEnded(ended)
 	now := time.Now()
 	for _, p := range added {
-		if t, ok := p.Started(); ok && t.Before(now) {
-			w.began[p.String()] = t
-		} else {
-			w.began[p.String()] = now
-		}
+		w.began[p.String()] = p.Began(now)
 		if logNew {
 			w.dlog.Started(p.String(), now, "new job", "job", p.String())
 		}
 	}
-	w.logEnded(ended)
 	return len(added)
 }
 

@@ -96,6 +96,16 @@ func (p Proc) Started() (t time.Time, ok bool) {
 	return now.Add(start - time.Duration(ts.Nano())), true
 }
 
+// Began is when p's job began, as drainit status and the drain's ages
+// count it: its start, or now where the clock cannot be read or the start
+// would lie ahead of now.
+func (p Proc) Began(now time.Time) time.Time {
+	if t, ok := p.Started(); ok && t.Before(now) {
+		return t
+	}
+	return now
+}
+
 // Child tells whether Self is p's parent, so that its exit reaches Self's
 // reaper as a SIGCHLD and needs no pidfd.
 func (p Proc) Child(self int) bool { return p.PPID == self }
